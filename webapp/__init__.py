@@ -1,0 +1,77 @@
+"""The Patchwork web app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from config import INSTANCE_DIR, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = str(Path(__file__).resolve().parent / "migrations")
+
+
+def create_app(config_name: str | None = None, overrides: dict | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(INSTANCE_DIR),
+    )
+    app.config.from_mapping(load_config(config_name, overrides))
+    app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(app.config["DATABASE_URL"])
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    from webapp.extensions import csrf, db, htmx, limiter, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+
+    from webapp import models  # noqa: F401  (register every table on the metadata)
+    from webapp import auth, customers, imports, settings, tasks, web
+
+    for module in (auth, web, customers, imports, settings):
+        app.register_blueprint(module.bp)
+    from webapp import api
+
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)
+
+    from webapp.cli import register_commands
+
+    register_commands(app)
+    web.register_template_helpers(app)
+
+    if app.config["RUN_TASKS_IN_PROCESS"]:
+        tasks.start_runner_thread(app)
+    return app
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the URLs operators write (postgres://, postgresql://) and use psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    """WAL (readers never wait for the import's writer) and enforced foreign keys on SQLite."""
+    import sqlite3
+
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()

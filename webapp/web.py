@@ -1,0 +1,79 @@
+"""The home page, template helpers and error pages shared by every blueprint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Blueprint, Flask, render_template
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from webapp.auth import require_login
+from webapp.extensions import db
+from webapp.models import Customer, Order, Task
+from webapp.shop import get_shop, shop_timezone
+
+bp = Blueprint("web", __name__)
+
+
+@bp.route("/")
+def home():
+    stats = {
+        "customers": db.session.scalar(select(func.count(Customer.id))),
+        "orders": db.session.scalar(select(func.count(Order.id))),
+        "revenue_cents": db.session.scalar(
+            select(func.coalesce(func.sum(Order.total_cents - Order.refunded_cents), 0)).where(
+                Order.cancelled_at.is_(None)
+            )
+        ),
+    }
+    recent_tasks = db.session.scalars(select(Task).order_by(Task.id.desc()).limit(5)).all()
+    return render_template("home.html", stats=stats, recent_tasks=recent_tasks)
+
+
+def format_money(cents: int | None, currency: str | None = None) -> str:
+    """Integer minor units as the shop shows them: 123456 -> "1,234.56 USD"."""
+    if cents is None:
+        return ""
+    currency = currency or get_shop().currency
+    sign = "-" if cents < 0 else ""
+    whole, minor = divmod(abs(int(cents)), 100)
+    return f"{sign}{whole:,}.{minor:02d} {currency}"
+
+
+def format_datetime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A UTC timestamp shown in the shop's time zone."""
+    if value is None:
+        return ""
+    return value.astimezone(shop_timezone()).strftime(fmt)
+
+
+def register_template_helpers(app: Flask) -> None:
+    app.before_request(require_login)
+    app.add_template_filter(format_money, "money")
+    app.add_template_filter(format_datetime, "shoptime")
+    app.add_template_filter(lambda v: format_datetime(v, "%Y-%m-%d"), "shopdate")
+
+    @app.context_processor
+    def inject_shop():
+        if current_user.is_authenticated:
+            return {"shop": get_shop()}
+        return {}
+
+    for code, title in (
+        (400, "Bad request"),
+        (403, "Forbidden"),
+        (404, "Not found"),
+        (405, "Method not allowed"),
+        (413, "File too large"),
+        (429, "Too many requests"),
+    ):
+        app.register_error_handler(code, _error_page(code, title))
+
+
+def _error_page(code: int, title: str):
+    def handle(error):
+        description = getattr(error, "description", "") or ""
+        return render_template("error.html", code=code, title=title, description=description), code
+
+    return handle
