@@ -35,10 +35,18 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     limiter.init_app(app)
     login_manager.init_app(app)
 
-    from webapp import models  # noqa: F401  (register every table on the metadata)
-    from webapp import auth, customers, imports, settings, tasks, web
+    from webapp import (
+        auth,
+        catalog_views,
+        customers,
+        imports,
+        models,  # noqa: F401  (register every table on the metadata)
+        settings,
+        tasks,
+        web,
+    )
 
-    for module in (auth, web, customers, imports, settings):
+    for module in (auth, web, customers, imports, catalog_views, settings):
         app.register_blueprint(module.bp)
     from webapp import api
 

@@ -181,4 +181,3 @@ def logout():
     logout_user()
     flash("You are logged out.", "success")
     return redirect(url_for("auth.login"))
-

@@ -71,7 +71,8 @@ def json_errors(func: Callable) -> Callable:
 
 def register_commands(app: Flask) -> None:
     from webapp.demo import demo_command
-    from webapp.imports.cli import import_orders_command, import_products_command
+    from webapp.imports.cli import import_orders_command
+    from webapp.imports.products import import_products_command
 
     for command in (
         create_owner_command,

@@ -75,6 +75,8 @@ def seed_shop() -> None:
         db.session.add(Category(name=name, craft=craft))
     for position, (field, pattern, target, value) in enumerate(DEFAULT_RULES):
         db.session.add(
-            CategoryRule(position=position, field=field, pattern=pattern, target=target, value=value)
+            CategoryRule(
+                position=position, field=field, pattern=pattern, target=target, value=value
+            )
         )
     db.session.commit()

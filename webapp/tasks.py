@@ -71,7 +71,9 @@ class Progress:
         if message is not None:
             values["message"] = message
         db.session.execute(
-            update(Task).where(Task.id == self.task_id, Task.lease_owner == self.owner).values(**values)
+            update(Task)
+            .where(Task.id == self.task_id, Task.lease_owner == self.owner)
+            .values(**values)
         )
         db.session.commit()
 

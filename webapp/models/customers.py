@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from webapp.extensions import db
@@ -54,4 +54,7 @@ class ErasedEmail(db.Model):
     __tablename__ = "erased_emails"
 
     email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The anonymised customer row that keeps the erased person's order totals; later orders
+    # with the same email attach to it, without personal data.
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 19:52:18.495864
+Create Date: 2026-11-22 19:54:38.899182
 
 """
 from alembic import op
@@ -73,11 +73,6 @@ def upgrade():
         batch_op.create_index('ix_customers_orders', ['orders_count', 'id'], unique=False)
         batch_op.create_index('ix_customers_spent', ['spent_cents', 'id'], unique=False)
 
-    op.create_table('erased_emails',
-    sa.Column('email_hash', sa.String(length=64), nullable=False),
-    sa.Column('erased_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('email_hash', name=op.f('pk_erased_emails'))
-    )
     op.create_table('login_failures',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=False),
@@ -157,6 +152,13 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('email', name=op.f('uq_users_email'))
     )
+    op.create_table('erased_emails',
+    sa.Column('email_hash', sa.String(length=64), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=True),
+    sa.Column('erased_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_erased_emails_customer_id_customers')),
+    sa.PrimaryKeyConstraint('email_hash', name=op.f('pk_erased_emails'))
+    )
     op.create_table('orders',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('external_id', sa.String(length=120), nullable=False),
@@ -218,6 +220,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_orders_customer_id'))
 
     op.drop_table('orders')
+    op.drop_table('erased_emails')
     op.drop_table('users')
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index('ix_tasks_status_id')
@@ -233,7 +236,6 @@ def downgrade():
         batch_op.drop_index('ix_login_failures_email_at')
 
     op.drop_table('login_failures')
-    op.drop_table('erased_emails')
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.drop_index('ix_customers_spent')
         batch_op.drop_index('ix_customers_orders')
