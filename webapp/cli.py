@@ -130,3 +130,7 @@ def worker_command() -> None:
         tasks.run_forever(current_app._get_current_object(), stop)
     except KeyboardInterrupt:
         stop.set()
+
+
+if __name__ == "__main__":
+    main()
