@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
+from flask.cli import run_command as flask_run_command
 from sqlalchemy import select
 
 from webapp.extensions import db
@@ -25,6 +27,21 @@ def _create_app() -> Flask:
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
 def main() -> None:
     """Patchwork: surveys, segments and campaigns for a small shop."""
+
+
+@main.command(
+    "run",
+    params=flask_run_command.params,
+    context_settings=flask_run_command.context_settings,
+)
+@click.pass_context
+def run_command(ctx: click.Context, **kwargs) -> None:
+    """Run the development server, with the background task runner in-process."""
+    from webapp.database import ensure_database
+
+    os.environ.setdefault("RUN_TASKS_IN_PROCESS", "true")
+    ensure_database(ctx.ensure_object(ScriptInfo).load_app())
+    ctx.invoke(flask_run_command, **kwargs)
 
 
 def needs_database(func: Callable) -> Callable:
