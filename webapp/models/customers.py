@@ -21,6 +21,10 @@ class Customer(db.Model):
         Index("ix_customers_spent", "spent_cents", "id"),
         Index("ix_customers_orders", "orders_count", "id"),
         Index("ix_customers_last_order", "last_order_at", "id"),
+        # Name prefix search on the customers page (webapp/customers.py): plain indexes,
+        # probed once per letter-case variant of the first letters typed.
+        Index("ix_customers_first_name", "first_name"),
+        Index("ix_customers_last_name", "last_name"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

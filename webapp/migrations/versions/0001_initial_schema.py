@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 19:54:38.899182
+Create Date: 2026-11-22 19:58:29.923714
 
 """
 from alembic import op
@@ -69,6 +69,8 @@ def upgrade():
     sa.UniqueConstraint('external_id', name=op.f('uq_customers_external_id'))
     )
     with op.batch_alter_table('customers', schema=None) as batch_op:
+        batch_op.create_index('ix_customers_first_name', ['first_name'], unique=False)
+        batch_op.create_index('ix_customers_last_name', ['last_name'], unique=False)
         batch_op.create_index('ix_customers_last_order', ['last_order_at', 'id'], unique=False)
         batch_op.create_index('ix_customers_orders', ['orders_count', 'id'], unique=False)
         batch_op.create_index('ix_customers_spent', ['spent_cents', 'id'], unique=False)
@@ -240,6 +242,8 @@ def downgrade():
         batch_op.drop_index('ix_customers_spent')
         batch_op.drop_index('ix_customers_orders')
         batch_op.drop_index('ix_customers_last_order')
+        batch_op.drop_index('ix_customers_last_name')
+        batch_op.drop_index('ix_customers_first_name')
 
     op.drop_table('customers')
     op.drop_table('category_rules')
