@@ -4,7 +4,5 @@ from flask import Blueprint
 
 bp = Blueprint("imports", __name__, url_prefix="/imports")
 
-
-@bp.route("/")
-def index():
-    return "todo"
+# The views register their routes on bp, so they are imported once bp exists.
+from webapp.imports import views  # noqa: E402, F401
