@@ -19,6 +19,8 @@ from webapp.tasks import Progress, handler
 PREVIEW_KINDS = {"orders": "import_orders_preview", "products": "import_products_preview"}
 IMPORT_KINDS = {"orders": "import_orders", "products": "import_products"}
 ALL_KINDS = (*PREVIEW_KINDS.values(), *IMPORT_KINDS.values())
+# Whether the importer can leave a file's bad rows out; a products file imports only whole.
+IMPORTS_GOOD_ROWS = {"orders": True, "products": False}
 
 # Enough to see the header row of any real export, small enough to read in the request.
 SNIFF_BYTES = 64 * 1024
@@ -74,7 +76,7 @@ def is_preview(task: Task) -> bool:
 
 
 def what_of(task: Task) -> str:
-    """"orders" or "products": what the task's file holds."""
+    """What the task's file holds: "orders" or "products"."""
     kinds = PREVIEW_KINDS if is_preview(task) else IMPORT_KINDS
     return next(what for what, kind in kinds.items() if kind == task.kind)
 

@@ -20,6 +20,7 @@ from webapp.imports import bp
 from webapp.imports.uploads import (
     ALL_KINDS,
     IMPORT_KINDS,
+    IMPORTS_GOOD_ROWS,
     PREVIEW_KINDS,
     NotACsv,
     bad_rows_total,
@@ -120,6 +121,7 @@ def task(task_id: int):
         "bad_rows_total": bad_rows_total(result),
         "started_import": import_of(task) if is_preview(task) else None,
         "cancelled": bool(task.params.get("cancelled")),
+        "imports_good_rows": IMPORTS_GOOD_ROWS[what_of(task)],
         "poll_url": url_for("imports.task", task_id=task.id),
     }
     # The progress component polls this URL: answer with it while the task runs, then with
@@ -144,6 +146,9 @@ def confirm(task_id: int):
     skip_bad_rows = request.form.get("skip_bad_rows") == "1"
     if bad_rows_total(preview.result) and not skip_bad_rows:
         flash("This file has bad rows: choose to import only the good rows.", "error")
+        return back
+    if skip_bad_rows and not IMPORTS_GOOD_ROWS[what_of(preview)]:
+        flash("A products file imports only when every row is good.", "error")
         return back
     params = {**preview.params, "skip_bad_rows": skip_bad_rows, "preview_task_id": preview.id}
     # The key makes a second submit (a double click, a resent form) find the same import.
