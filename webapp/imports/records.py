@@ -55,6 +55,8 @@ class ImportReport:
     orders_updated: int = 0
     lines: int = 0  # order lines created
     errors: list[RowError] = field(default_factory=list)
+    # How many bad rows the file had; ``errors`` may hold only the first of them.
+    bad_rows_total: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)

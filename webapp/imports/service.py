@@ -1,0 +1,175 @@
+"""Importing an orders CSV: validate the whole file, then write it in short batches.
+
+Pass 1 reads the file once, parses and validates every order, and spools the normalised
+records to a temporary file in batches; nothing is written while it runs, so a file with
+bad rows imports nothing. Pass 2 reads the spool back and hands batch after batch to the
+one writer, each batch its own short transaction, so other writers (survey answers, the
+API) are never blocked for long. Memory stays flat whatever the file's size. An import
+that is interrupted is completed by running it again: the writer's upserts are idempotent.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from dataclasses import fields
+from datetime import tzinfo
+from operator import attrgetter
+
+from flask import current_app
+
+from webapp.imports.csvutil import ImportFileError, detect_format, open_text, read_rows
+from webapp.imports.generic import parse_generic
+from webapp.imports.records import ImportReport, LineRecord, OrderRecord, RowError
+from webapp.imports.shopify import parse_shopify
+from webapp.imports.writer import OrderWriter
+from webapp.tasks import handler
+
+FORMATS = {"shopify": parse_shopify, "generic": parse_generic}
+MAX_STORED_ERRORS = 1000
+PROGRESS_EVERY = 5000  # orders between two progress reports
+
+ProgressFn = Callable[..., None]
+
+# Records are spooled as plain tuples: much faster to pickle than dataclass instances.
+_ORDER_NAMES = [f.name for f in fields(OrderRecord)]
+_LINE_NAMES = [f.name for f in fields(LineRecord)]
+_LINES_AT = _ORDER_NAMES.index("lines")
+_order_tuple = attrgetter(*_ORDER_NAMES)
+_line_tuple = attrgetter(*_LINE_NAMES)
+
+
+def _pack(record: OrderRecord) -> tuple:
+    values = list(_order_tuple(record))
+    values[_LINES_AT] = [_line_tuple(line) for line in record.lines]
+    return tuple(values)
+
+
+def _unpack(values: tuple) -> OrderRecord:
+    record = OrderRecord(*values)
+    record.lines = [LineRecord(*line) for line in values[_LINES_AT]]
+    return record
+
+
+def import_orders_file(
+    path: str,
+    fmt: str | None = None,
+    skip_bad_rows: bool = False,
+    dry_run: bool = False,
+    progress: ProgressFn | None = None,
+    max_errors: int = MAX_STORED_ERRORS,
+) -> ImportReport:
+    """Import (or with dry_run, preview) an orders CSV; see run_import."""
+    return run_import(path, fmt, skip_bad_rows, dry_run, progress, max_errors)[0]
+
+
+def run_import(
+    path: str,
+    fmt: str | None = None,
+    skip_bad_rows: bool = False,
+    dry_run: bool = False,
+    progress: ProgressFn | None = None,
+    max_errors: int = MAX_STORED_ERRORS,
+    tz: tzinfo | None = None,
+    currency: str | None = None,
+) -> tuple[ImportReport, dict]:
+    """The report, and facts about the file for the preview page: its format, how many
+    good orders and lines it holds, and whether anything was written.
+
+    With bad rows and neither skip_bad_rows nor dry_run nothing is written. Raises
+    ImportFileError when the file as a whole cannot be read (missing, unknown header, ...).
+    """
+    if tz is None or currency is None:
+        from webapp.shop import get_shop, shop_timezone
+
+        tz = tz or shop_timezone()
+        currency = currency or get_shop().currency
+    if fmt is not None and fmt not in FORMATS:
+        raise ImportFileError(f"Unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    try:
+        size = os.path.getsize(path)
+        handle = open_text(path)
+    except OSError as exc:
+        raise ImportFileError(f"Cannot read {path}: {exc.strerror or exc}") from None
+    report = ImportReport()
+    batch_size = current_app.config["IMPORT_BATCH_SIZE"]
+    info = {"format": fmt, "orders_in_file": 0, "lines_in_file": 0, "imported": False}
+    with handle, tempfile.TemporaryFile(prefix="patchwork-import-") as spool:
+        rows = read_rows(handle)
+        first = next(rows, None)
+        if first is None:
+            raise ImportFileError("The file is empty.")
+        header = first[1]
+        fmt = fmt or detect_format(header)
+        info["format"] = fmt
+        parse = FORMATS[fmt]
+
+        # Pass 1: validate everything, spool the good orders.
+        batch: list[tuple] = []
+        orders = lines = 0
+        for item in parse(header, rows, tz, currency):
+            if isinstance(item, RowError):
+                report.bad_rows_total += 1
+                if len(report.errors) < max_errors:
+                    report.errors.append(item)
+                continue
+            batch.append(_pack(item))
+            orders += 1
+            lines += len(item.lines)
+            if len(batch) >= batch_size:
+                pickle.dump(batch, spool, pickle.HIGHEST_PROTOCOL)
+                batch = []
+            if progress is not None and orders % PROGRESS_EVERY == 0:
+                progress(handle.buffer.tell(), size, f"Checked {orders:,} orders")
+        if batch:
+            pickle.dump(batch, spool, pickle.HIGHEST_PROTOCOL)
+        batch = []
+        info["orders_in_file"], info["lines_in_file"] = orders, lines
+        if report.bad_rows_total and not (skip_bad_rows or dry_run):
+            return report, info
+
+        # Pass 2: write (or count) in short transactions.
+        spool.seek(0)
+        writer = OrderWriter(f"{fmt}_csv", report=report, dry_run=dry_run)
+        done = 0
+        if progress is not None:
+            progress(0, orders, "Previewing orders" if dry_run else "Writing orders")
+        while True:
+            try:
+                packed = pickle.load(spool)
+            except EOFError:
+                break
+            writer.write([_unpack(values) for values in packed])
+            done += len(packed)
+            if progress is not None:
+                progress(done, orders, f"{'Previewed' if dry_run else 'Wrote'} {done:,} orders")
+        info["imported"] = not dry_run
+    return report, info
+
+
+def _task_result(report: ImportReport, info: dict) -> dict:
+    return report.as_dict() | info
+
+
+@handler("import_orders_preview")
+def preview_task(task, progress) -> dict:
+    """Dry run of an uploaded file, for the preview page. params: path, format."""
+    params = task.params
+    report, info = run_import(params["path"], params.get("format"), dry_run=True, progress=progress)
+    return _task_result(report, info)
+
+
+@handler("import_orders")
+def import_task(task, progress) -> dict:
+    """Import an uploaded file. params: path, format, skip_bad_rows. With bad rows and no
+    skip_bad_rows the result says imported: false and nothing is written."""
+    params = task.params
+    report, info = run_import(
+        params["path"],
+        params.get("format"),
+        skip_bad_rows=bool(params.get("skip_bad_rows")),
+        progress=progress,
+    )
+    return _task_result(report, info)

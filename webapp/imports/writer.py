@@ -1,0 +1,526 @@
+"""The one writer of orders: every source (CSV files, the JSON API, Shopify's webhooks)
+hands it normalised OrderRecords and it upserts customers, orders and order lines.
+
+Per batch it runs a fixed number of statements whatever the batch size: one SELECT each
+for erased emails, existing customers, their latest orders, existing orders and their
+lines, then bulk INSERTs/UPDATEs (executemany) and one set-based UPDATE of the touched
+customers' totals. No ORM objects, no per-row queries.
+
+Rules:
+- Orders match by external_id, else by shopify_id. Customers match by external id, else
+  by normalised email (trimmed, lower-case); Customer.email keeps the spelling as written.
+- A record's ``lines`` is the order's complete list: lines that differ replace the stored
+  ones. Rows that change nothing count nowhere in the report.
+- Name, city and country come from the customer's newest order; older evidence never
+  overwrites newer.
+- Accepts Marketing is consent evidence dated by the order's time: only evidence newer than
+  the customer's consent_at changes it, never evidence older than an unsubscribe, and never
+  for an erased customer.
+- An email whose hash is in ErasedEmail attaches its orders to the anonymised customer row
+  and stores no personal data.
+- Customer.orders_count, spent_cents (total - refunded) and last_order_at count the orders
+  that are not cancelled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import bindparam, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from webapp.extensions import db
+from webapp.imports.records import ImportReport, OrderRecord
+from webapp.models import Customer, ErasedEmail, Order, OrderLine
+from webapp.privacy import email_hash
+
+customers_t = Customer.__table__
+orders_t = Order.__table__
+lines_t = OrderLine.__table__
+
+PROFILE_FIELDS = ("first_name", "last_name", "city", "country")
+CUSTOMER_FIELDS = (
+    "external_id",
+    "email",
+    "email_norm",
+    *PROFILE_FIELDS,
+    "accepts_marketing",
+    "consent_source",
+    "consent_at",
+)
+ORDER_FIELDS = (
+    "external_id",
+    "shopify_id",
+    "customer_id",
+    "placed_at",
+    "currency",
+    "total_cents",
+    "refunded_cents",
+    "financial_status",
+    "cancelled_at",
+    "source",
+    "tags",
+)
+
+
+class _NoCatalogue:
+    """Stands in until webapp.catalog.Categoriser exists: lines stay uncategorised."""
+
+    def for_line(self, sku: str | None, name: str) -> tuple[int | None, str | None, str | None]:
+        return None, None, None
+
+
+def load_categoriser():
+    try:
+        from webapp.catalog import Categoriser  # type: ignore[attr-defined]
+    except ImportError:
+        return _NoCatalogue()
+    return Categoriser.load(db.session)
+
+
+def upsert_orders(
+    records: list[OrderRecord],
+    source: str,
+    report: ImportReport | None = None,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Upsert one batch of orders and commit (or, with dry_run, only count what would change).
+
+    ``source`` names where the evidence came from ("shopify_csv", "api", "shopify_webhook");
+    it becomes Customer.consent_source. Counts are added to ``report`` when one is given.
+    """
+    writer = OrderWriter(source, report=report, dry_run=dry_run)
+    writer.write(records)
+    return writer.report
+
+
+class _Customer:
+    """A customer touched by the batch: its stored values (None if new) and the new ones."""
+
+    __slots__ = ("id", "stored", "values", "profile_at", "erased", "keys")
+
+    def __init__(self, stored: dict | None, profile_at: datetime | None = None):
+        self.id: int | None = stored["id"] if stored else None
+        self.stored = stored
+        self.values: dict = {k: stored[k] for k in CUSTOMER_FIELDS} if stored else {}
+        self.profile_at = profile_at
+        self.erased = bool(stored and stored["erased_at"] is not None)
+        self.keys: list[tuple[str, str]] = []
+
+
+@dataclass
+class _Delta:
+    """What one batch changed; added to the report only once the batch is committed."""
+
+    customers_created: int = 0
+    orders_created: int = 0
+    orders_updated: int = 0
+    lines: int = 0
+    updated_customer_ids: set[int] = field(default_factory=set)
+    created_customer_ids: set[int] = field(default_factory=set)
+    new_customer_keys: set = field(default_factory=set)
+    new_order_keys: set = field(default_factory=set)
+
+
+class OrderWriter:
+    """Writes batch after batch of one import, remembering what it counted already, so that
+    a customer updated in two batches counts once and a dry run counts a customer created
+    earlier in the same file once."""
+
+    def __init__(self, source: str, report: ImportReport | None = None, dry_run: bool = False):
+        self.source = source
+        self.report = report if report is not None else ImportReport()
+        self.dry_run = dry_run
+        self.categoriser = load_categoriser()
+        self._updated_customers: set[int] = set()
+        self._created_customers: set[int] = set()  # created by this import: never "updated"
+        self._new_customer_keys: set[tuple[str, str]] = set()
+        self._new_order_keys: set[str] = set()
+
+    def write(self, records: list[OrderRecord]) -> None:
+        """One batch, in its own short transaction; retried once if a concurrent writer
+        created the same customer or order in between (the retry then finds it)."""
+        if not records:
+            return
+        for attempt in (1, 2):
+            try:
+                delta = self._batch(records)
+                if self.dry_run:
+                    db.session.rollback()
+                else:
+                    db.session.commit()
+                break
+            except IntegrityError:
+                db.session.rollback()
+                if attempt == 2:
+                    raise
+        report = self.report
+        report.customers_created += delta.customers_created
+        new_updates = delta.updated_customer_ids - self._updated_customers - self._created_customers
+        report.customers_updated += len(new_updates)
+        self._updated_customers |= new_updates
+        self._created_customers |= delta.created_customer_ids
+        report.orders_created += delta.orders_created
+        report.orders_updated += delta.orders_updated
+        report.lines += delta.lines
+        if self.dry_run:
+            self._new_customer_keys |= delta.new_customer_keys
+            self._new_order_keys |= delta.new_order_keys
+
+    # --- one batch ------------------------------------------------------------------------
+
+    def _batch(self, records: list[OrderRecord]) -> _Delta:
+        session = db.session
+        delta = _Delta()
+        # The same order twice in one call (API retries): the last one wins.
+        records = list({r.external_id: r for r in records}.values())
+
+        norms: dict[int, str] = {}  # id(record) -> normalised email
+        for r in records:
+            if r.email and (norm := r.email.strip().lower()):
+                norms[id(r)] = norm
+        hashes = {norm: email_hash(norm) for norm in set(norms.values())}
+        erased_by_hash: dict[str, int | None] = {}
+        if hashes:
+            erased_by_hash = dict(
+                session.execute(
+                    select(ErasedEmail.email_hash, ErasedEmail.customer_id).where(
+                        ErasedEmail.email_hash.in_(list(hashes.values()))
+                    )
+                ).all()
+            )
+        erased_norms = {n: erased_by_hash[h] for n, h in hashes.items() if h in erased_by_hash}
+
+        ext_ids = {r.customer_external_id for r in records if r.customer_external_id}
+        live_emails = [n for n in hashes if n not in erased_norms]
+        stored_customers: list[dict] = []
+        if ext_ids or live_emails:
+            stored_customers = [
+                dict(row._mapping)
+                for row in session.execute(
+                    select(
+                        customers_t.c.id,
+                        *(customers_t.c[k] for k in CUSTOMER_FIELDS),
+                        customers_t.c.unsubscribed_at,
+                        customers_t.c.erased_at,
+                    ).where(
+                        or_(
+                            customers_t.c.external_id.in_(list(ext_ids)),
+                            customers_t.c.email_norm.in_(live_emails),
+                        )
+                    )
+                )
+            ]
+        latest: dict[int, datetime] = {}
+        if stored_customers:
+            latest = dict(
+                session.execute(
+                    select(orders_t.c.customer_id, func.max(orders_t.c.placed_at))
+                    .where(orders_t.c.customer_id.in_([c["id"] for c in stored_customers]))
+                    .group_by(orders_t.c.customer_id)
+                ).all()
+            )
+            # SQLite hands aggregates back without the column type's conversion.
+            latest = {k: _aware(v) for k, v in latest.items() if v is not None}
+
+        resolver = _CustomerResolver(stored_customers, latest)
+        order_customer: dict[str, _Customer | int | None] = {}
+        for r in records:
+            norm = norms.get(id(r))
+            if norm is not None and norm in erased_norms:
+                order_customer[r.external_id] = erased_norms[norm]
+                continue
+            slot = resolver.find(r.customer_external_id, norm)
+            order_customer[r.external_id] = slot
+            if slot is not None:
+                self._apply_evidence(slot, r, norm)
+
+        # Customers: insert the new, update the changed.
+        new_slots = [s for s in resolver.slots if s.stored is None]
+        changed = [
+            s
+            for s in resolver.slots
+            if s.stored is not None and any(s.values[k] != s.stored[k] for k in CUSTOMER_FIELDS)
+        ]
+        delta.updated_customer_ids = {s.id for s in changed}
+        for s in new_slots:
+            if self.dry_run and any(k in self._new_customer_keys for k in s.keys):
+                continue
+            delta.customers_created += 1
+            delta.new_customer_keys.update(s.keys)
+        now = datetime.now(UTC)
+        if not self.dry_run:
+            if new_slots:
+                rows = [
+                    {**{k: s.values.get(k) for k in CUSTOMER_FIELDS}, "created_at": now}
+                    for s in new_slots
+                ]
+                for row in rows:
+                    row["accepts_marketing"] = bool(row["accepts_marketing"])
+                    row["updated_at"] = now
+                ids = session.execute(
+                    insert(customers_t).returning(customers_t.c.id, sort_by_parameter_order=True),
+                    rows,
+                ).scalars()
+                for s, new_id in zip(new_slots, ids, strict=True):
+                    s.id = new_id
+                    delta.created_customer_ids.add(new_id)
+            if changed:
+                session.execute(
+                    update(customers_t)
+                    .where(customers_t.c.id == bindparam("b_id"))
+                    .values({k: bindparam(f"b_{k}") for k in (*CUSTOMER_FIELDS, "updated_at")}),
+                    [
+                        {"b_id": s.id, "b_updated_at": now}
+                        | {f"b_{k}": s.values[k] for k in CUSTOMER_FIELDS}
+                        for s in changed
+                    ],
+                )
+
+        # Orders.
+        order_ext = [r.external_id for r in records]
+        shopify_ids = [r.shopify_id for r in records if r.shopify_id]
+        stored_orders = [
+            dict(row._mapping)
+            for row in session.execute(
+                select(orders_t.c.id, *(orders_t.c[k] for k in ORDER_FIELDS)).where(
+                    or_(
+                        orders_t.c.external_id.in_(order_ext),
+                        orders_t.c.shopify_id.in_(shopify_ids),
+                    )
+                )
+            )
+        ]
+        by_ext = {o["external_id"]: o for o in stored_orders}
+        by_sid = {o["shopify_id"]: o for o in stored_orders if o["shopify_id"]}
+        stored_lines: dict[int, list[tuple]] = {}
+        if stored_orders:
+            for row in session.execute(
+                select(
+                    lines_t.c.order_id,
+                    lines_t.c.sku,
+                    lines_t.c.name,
+                    lines_t.c.quantity,
+                    lines_t.c.price_cents,
+                )
+                .where(lines_t.c.order_id.in_([o["id"] for o in stored_orders]))
+                .order_by(lines_t.c.order_id, lines_t.c.position)
+            ):
+                stored_lines.setdefault(row[0], []).append(tuple(row[1:]))
+
+        new_orders: list[tuple[OrderRecord, dict]] = []
+        updated_orders: list[tuple[OrderRecord, dict, dict]] = []
+        relined: list[tuple[OrderRecord, int]] = []  # existing orders whose lines change
+        touched: set[int] = set()
+        claimed: set[int] = set()
+        for r in records:
+            owner = order_customer[r.external_id]
+            customer_id = owner.id if isinstance(owner, _Customer) else owner
+            if customer_id is None and isinstance(owner, _Customer):
+                customer_id = -1  # a customer that a dry run would create
+            values = {
+                "external_id": r.external_id,
+                "shopify_id": r.shopify_id,
+                "customer_id": customer_id,
+                "placed_at": r.placed_at,
+                "currency": r.currency,
+                "total_cents": r.total_cents,
+                "refunded_cents": r.refunded_cents,
+                "financial_status": r.financial_status,
+                "cancelled_at": r.cancelled_at,
+                "source": r.source or self.source,
+                "tags": r.tags or "",
+            }
+            stored = by_ext.get(r.external_id)
+            if stored is None and r.shopify_id:
+                stored = by_sid.get(r.shopify_id)
+            if stored is not None and stored["id"] in claimed:
+                stored = None  # matched by shopify_id to an order another record took
+            if stored is None:
+                if self.dry_run and r.external_id in self._new_order_keys:
+                    continue
+                new_orders.append((r, values))
+                delta.new_order_keys.add(r.external_id)
+                if customer_id and customer_id > 0:
+                    touched.add(customer_id)
+                continue
+            claimed.add(stored["id"])
+            lines_now = [(ln.sku, ln.name, ln.quantity, ln.price_cents) for ln in r.lines]
+            lines_changed = lines_now != stored_lines.get(stored["id"], [])
+            order_changed = any(values[k] != stored[k] for k in ORDER_FIELDS)
+            if lines_changed:
+                relined.append((r, stored["id"]))
+            if order_changed or lines_changed:
+                updated_orders.append((r, values, stored))
+                for cid in (customer_id, stored["customer_id"]):
+                    if cid and cid > 0:
+                        touched.add(cid)
+
+        delta.orders_created = len(new_orders)
+        delta.orders_updated = len(updated_orders)
+        delta.lines = sum(len(r.lines) for r, _ in new_orders) + sum(
+            len(r.lines) for r, _ in relined
+        )
+        if self.dry_run:
+            return delta
+
+        line_rows: list[dict] = []
+        if new_orders:
+            ids = session.execute(
+                insert(orders_t).returning(orders_t.c.id, sort_by_parameter_order=True),
+                [values | {"created_at": now, "updated_at": now} for _, values in new_orders],
+            ).scalars()
+            for (r, _), order_id in zip(new_orders, ids, strict=True):
+                self._line_rows(r, order_id, line_rows)
+        if updated_orders:
+            session.execute(
+                update(orders_t)
+                .where(orders_t.c.id == bindparam("b_id"))
+                .values({k: bindparam(f"b_{k}") for k in (*ORDER_FIELDS, "updated_at")}),
+                [
+                    {"b_id": stored["id"], "b_updated_at": now}
+                    | {f"b_{k}": values[k] for k in ORDER_FIELDS}
+                    for _, values, stored in updated_orders
+                ],
+            )
+        if relined:
+            session.execute(
+                delete(lines_t).where(lines_t.c.order_id.in_([oid for _, oid in relined]))
+            )
+            for r, order_id in relined:
+                self._line_rows(r, order_id, line_rows)
+        if line_rows:
+            session.execute(insert(lines_t), line_rows)
+        if touched:
+            refresh_customer_totals(touched)
+        return delta
+
+    def _line_rows(self, r: OrderRecord, order_id: int, out: list[dict]) -> None:
+        for_line = self.categoriser.for_line
+        for ln in r.lines:
+            product_id, category, tier = for_line(ln.sku, ln.name)
+            out.append(
+                {
+                    "order_id": order_id,
+                    "position": ln.position,
+                    "sku": ln.sku,
+                    "name": ln.name,
+                    "quantity": ln.quantity,
+                    "price_cents": ln.price_cents,
+                    "product_id": product_id,
+                    "category": category,
+                    "tier": tier,
+                }
+            )
+
+    def _apply_evidence(self, slot: _Customer, r: OrderRecord, norm: str | None) -> None:
+        """What this order says about its customer, if it is the newest word on it."""
+        if slot.erased:
+            return
+        values = slot.values
+        if slot.profile_at is None or r.placed_at >= slot.profile_at:
+            slot.profile_at = r.placed_at
+            if norm is not None and values.get("email_norm") == norm:
+                values["email"] = r.email.strip()
+            for k in PROFILE_FIELDS:
+                v = getattr(r, k)
+                if v:
+                    values[k] = v
+        if r.accepts_marketing is None:
+            return
+        consent_at = values.get("consent_at")
+        if consent_at is not None and r.placed_at <= consent_at:
+            return
+        unsubscribed = slot.stored["unsubscribed_at"] if slot.stored else None
+        if unsubscribed is not None and unsubscribed >= r.placed_at:
+            return
+        values["accepts_marketing"] = r.accepts_marketing
+        values["consent_source"] = self.source
+        values["consent_at"] = r.placed_at
+
+
+class _CustomerResolver:
+    """Finds the customer of each record among the stored ones and those the batch creates,
+    by external id, else by normalised email, without ever giving two rows one email."""
+
+    def __init__(self, stored: list[dict], latest: dict[int, datetime]):
+        self.db_by_ext = {c["external_id"]: c for c in stored if c["external_id"]}
+        self.db_by_email = {c["email_norm"]: c for c in stored if c["email_norm"]}
+        self.latest = latest
+        self.by_id: dict[int, _Customer] = {}
+        self.new_by_ext: dict[str, _Customer] = {}
+        self.new_by_email: dict[str, _Customer] = {}
+        self.slots: list[_Customer] = []
+
+    def _stored_slot(self, row: dict) -> _Customer:
+        slot = self.by_id.get(row["id"])
+        if slot is None:
+            slot = _Customer(row, self.latest.get(row["id"]))
+            self.by_id[row["id"]] = slot
+            self.slots.append(slot)
+        return slot
+
+    def find(self, ext: str | None, norm: str | None) -> _Customer | None:
+        if ext is None and norm is None:
+            return None
+        slot: _Customer | None = None
+        if ext is not None:
+            slot = self.new_by_ext.get(ext)
+            if slot is None and (row := self.db_by_ext.get(ext)) is not None:
+                slot = self._stored_slot(row)
+        if slot is None and norm is not None:
+            candidate = self.new_by_email.get(norm)
+            if candidate is None and (row := self.db_by_email.get(norm)) is not None:
+                candidate = self._stored_slot(row)
+            if candidate is not None and (
+                ext is None or candidate.values.get("external_id") in (None, ext)
+            ):
+                slot = candidate
+        if slot is None:
+            slot = _Customer(None)
+            self.slots.append(slot)
+        values = slot.values
+        if ext is not None and values.get("external_id") is None and not slot.erased:
+            values["external_id"] = ext
+            self.new_by_ext[ext] = slot
+            slot.keys.append(("x", ext))
+        if (
+            norm is not None
+            and values.get("email_norm") is None
+            and not slot.erased
+            and norm not in self.db_by_email
+            and norm not in self.new_by_email
+        ):
+            values["email_norm"] = norm
+            self.new_by_email[norm] = slot
+            slot.keys.append(("e", norm))
+        return slot
+
+
+def refresh_customer_totals(customer_ids: set[int] | list[int]) -> None:
+    """Recompute orders_count, spent_cents and last_order_at of the given customers in one
+    set-based UPDATE (orders that are not cancelled; spend net of refunds)."""
+    o = orders_t.alias("o")
+    live = (o.c.customer_id == customers_t.c.id) & o.c.cancelled_at.is_(None)
+    db.session.execute(
+        update(customers_t)
+        .where(customers_t.c.id.in_(list(customer_ids)))
+        .values(
+            orders_count=select(func.count()).where(live).scalar_subquery(),
+            spent_cents=select(func.coalesce(func.sum(o.c.total_cents - o.c.refunded_cents), 0))
+            .where(live)
+            .scalar_subquery(),
+            last_order_at=select(func.max(o.c.placed_at)).where(live).scalar_subquery(),
+            # Totals are derived data: recomputing them is not an update of the customer.
+            updated_at=customers_t.c.updated_at,
+        )
+    )
+
+
+def _aware(value):
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
