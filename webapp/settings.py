@@ -1,10 +1,341 @@
-"""The Settings page: the shop's own settings, category table and rules, API tokens."""
+"""The Settings page: the shop's own settings, its secrets and the API tokens."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import UTC, datetime
+from functools import cache
+from urllib.parse import urlsplit
+from zoneinfo import available_timezones
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    session,
+    url_for,
+)
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import (
+    BooleanField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+    ValidationError,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
+
+from webapp.extensions import db, htmx
+from webapp.models import ApiToken, ShopSettings
+from webapp.shop import get_shop
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
+TOKEN_MARKER = "pw_"  # lets secret scanners and people recognise a leaked Patchwork token
+# A fresh secret travels to the next page view in the session, then is gone: post/redirect/get
+# without ever showing a stored secret back.
+NEW_TOKEN_KEY = "settings.new_api_token"
+NEW_EMBED_SECRET_KEY = "settings.new_embed_secret"
 
-@bp.route("/")
+
+# --- values ------------------------------------------------------------------------------
+
+
+@cache
+def timezone_choices() -> list[str]:
+    return sorted(available_timezones())
+
+
+def normalise_hhmm(value: str) -> str:
+    """'9:05' or '09:05' -> '09:05'; anything else is a ValueError."""
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value or "")
+    if not match or int(match[1]) > 23 or int(match[2]) > 59:
+        raise ValueError(f"{value!r} is not a time like 09:00 (HH:MM, 24-hour clock).")
+    return f"{int(match[1]):02d}:{match[2]}"
+
+
+def normalise_origin(value: str) -> str:
+    """An origin as browsers send it: scheme://host[:port], lower-case, default port dropped."""
+    text = value.strip()
+    example = "like https://shop.example.com"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{text!r} is not an origin {example}.") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not an origin {example}.")
+    if parts.username or parts.password or parts.query or parts.fragment or "*" in text:
+        raise ValueError(f"{text!r} is not an origin {example}: only scheme, host and port.")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"{text!r} has a path; an origin is only scheme, host and port.")
+    scheme = parts.scheme.lower()
+    try:
+        host = parts.hostname.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise ValueError(f"{text!r} does not have a valid host name.") from None
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    default_port = 443 if scheme == "https" else 80
+    netloc = host if port in (None, default_port) else f"{host}:{port}"
+    return f"{scheme}://{netloc}"
+
+
+def last4(secret: str) -> str:
+    return secret[-4:] if secret else ""
+
+
+def hash_token(token: str) -> str:
+    """API tokens are stored as SHA-256: enough for 256-bit random secrets, and indexable."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# --- forms -------------------------------------------------------------------------------
+
+
+def strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+class ShopForm(FlaskForm):
+    name = StringField("Shop name", filters=[strip], validators=[DataRequired(), Length(max=200)])
+    postal_address = TextAreaField("Postal address", filters=[strip], validators=[Length(max=2000)])
+    timezone = SelectField("Time zone", validate_choice=False)
+    currency = StringField(
+        "Currency",
+        filters=[strip, lambda v: v.upper() if isinstance(v, str) else v],
+        validators=[DataRequired()],
+    )
+    churn_window_days = IntegerField(
+        "Churn window (days)",
+        validators=[
+            InputRequired("Enter a number of days."),
+            NumberRange(1, 3650, "Between 1 and 3650 days."),
+        ],
+    )
+    quiet_hours_start = StringField("Send from", filters=[strip], validators=[DataRequired()])
+    quiet_hours_end = StringField("Send until", filters=[strip], validators=[DataRequired()])
+    holdout_percent = IntegerField(
+        "Holdout (% of recipients)",
+        validators=[InputRequired("Enter a percentage."), NumberRange(0, 50, "Between 0 and 50.")],
+    )
+    frequency_cap_days = IntegerField(
+        "Frequency cap (days)",
+        validators=[
+            InputRequired("Enter a number of days."),
+            NumberRange(0, 365, "Between 0 and 365 days."),
+        ],
+    )
+    allowed_origins = TextAreaField("Allowed origins")
+    trust_unsigned_identity = BooleanField("Trust unsigned identity")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timezone.choices = timezone_choices()
+
+    def validate_timezone(self, field):
+        if field.data not in set(timezone_choices()):
+            raise ValidationError("Choose a time zone from the list, like Europe/Berlin.")
+
+    def validate_currency(self, field):
+        if not re.fullmatch(r"[A-Z]{3}", field.data or ""):
+            raise ValidationError("A 3-letter ISO 4217 code, like EUR or USD.")
+
+    def _validate_time(self, field):
+        try:
+            field.data = normalise_hhmm(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    validate_quiet_hours_start = _validate_time
+    validate_quiet_hours_end = _validate_time
+
+    def validate_allowed_origins(self, field):
+        origins, problems = [], []
+        for number, line in enumerate((field.data or "").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                origin = normalise_origin(line)
+            except ValueError as exc:
+                problems.append(f"Line {number}: {exc}")
+                continue
+            if origin not in origins:
+                origins.append(origin)
+        if problems:
+            raise ValidationError(" ".join(problems))
+        field.data = "\n".join(origins)
+
+
+SHOP_FIELDS = (
+    "name",
+    "postal_address",
+    "timezone",
+    "currency",
+    "churn_window_days",
+    "quiet_hours_start",
+    "quiet_hours_end",
+    "holdout_percent",
+    "frequency_cap_days",
+    "allowed_origins",
+    "trust_unsigned_identity",
+)
+
+
+class WebhookSecretForm(FlaskForm):
+    webhook_secret = PasswordField(
+        "Shopify webhook signing secret",
+        filters=[strip],
+        validators=[
+            DataRequired("Paste the secret Shopify shows under Settings › Notifications."),
+            Length(16, 128, "Shopify's secret is 16 to 128 characters long."),
+        ],
+    )
+
+
+class TokenForm(FlaskForm):
+    token_name = StringField(
+        "Token name",
+        filters=[strip],
+        validators=[DataRequired("Name the token after what will use it."), Length(max=100)],
+    )
+
+
+# --- services ----------------------------------------------------------------------------
+
+
+def create_api_token(name: str) -> tuple[ApiToken, str]:
+    """A new token; the plain text is returned once and only its SHA-256 is stored."""
+    plain = TOKEN_MARKER + secrets.token_urlsafe(32)
+    token = ApiToken(name=name, token_hash=hash_token(plain), prefix=plain[:10])
+    db.session.add(token)
+    db.session.commit()
+    return token, plain
+
+
+def list_api_tokens() -> list[ApiToken]:
+    return list(
+        db.session.scalars(
+            select(ApiToken).order_by(ApiToken.revoked_at.is_not(None), ApiToken.id.desc())
+        )
+    )
+
+
+def public_url(endpoint: str) -> str:
+    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + url_for(endpoint)
+
+
+# --- views -------------------------------------------------------------------------------
+
+
+def render_page(shop: ShopSettings, **forms):
+    forms.setdefault("form", ShopForm(obj=shop))
+    forms.setdefault("secret_form", WebhookSecretForm())
+    forms.setdefault("token_form", TokenForm())
+    new_token = session.pop(NEW_TOKEN_KEY, None)
+    response = make_response(
+        render_template(
+            "settings/index.html",
+            shop=shop,
+            tokens=list_api_tokens(),
+            new_token=new_token,
+            new_embed_secret=session.pop(NEW_EMBED_SECRET_KEY, None),
+            webhook_url=public_url("api.shopify_orders_webhook"),
+            api_url=public_url("api.orders"),
+            last4=last4,
+            **forms,
+        )
+    )
+    # The page can show a fresh API token: keep it out of every cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def render_tokens(token_form: TokenForm, new_token: dict | None = None):
+    """Only the API tokens section, for htmx."""
+    response = make_response(
+        render_template(
+            "settings/_tokens.html",
+            token_form=token_form,
+            tokens=list_api_tokens(),
+            new_token=new_token,
+            api_url=public_url("api.orders"),
+        )
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/", methods=["GET", "POST"])
 def index():
-    return "todo"
+    shop = get_shop()
+    form = ShopForm(obj=shop)
+    if form.validate_on_submit():
+        for name in SHOP_FIELDS:
+            setattr(shop, name, getattr(form, name).data)
+        db.session.commit()
+        flash("Settings saved.", "success")
+        return redirect(url_for("settings.index"))
+    return render_page(shop, form=form)
+
+
+@bp.route("/webhook-secret", methods=["POST"])
+def webhook_secret():
+    shop = get_shop()
+    secret_form = WebhookSecretForm()
+    if not secret_form.validate_on_submit():
+        return render_page(shop, secret_form=secret_form)
+    shop.webhook_secret = secret_form.webhook_secret.data
+    db.session.commit()
+    flash("Shopify webhook secret saved.", "success")
+    return redirect(url_for("settings.index", _anchor="secrets"))
+
+
+@bp.route("/embed-secret", methods=["POST"])
+def regenerate_embed_secret():
+    shop = get_shop()
+    shop.embed_secret = secrets.token_hex(32)
+    db.session.commit()
+    session[NEW_EMBED_SECRET_KEY] = shop.embed_secret
+    flash(
+        "New embed secret made. Update the secret your shop's pages sign with: "
+        "signatures made with the old one no longer link shoppers.",
+        "success",
+    )
+    return redirect(url_for("settings.index", _anchor="secrets"))
+
+
+@bp.route("/tokens", methods=["POST"])
+def create_token():
+    token_form = TokenForm()
+    if not token_form.validate_on_submit():
+        if htmx:
+            return render_tokens(token_form)
+        return render_page(get_shop(), token_form=token_form)
+    token, plain = create_api_token(token_form.token_name.data)
+    new_token = {"id": token.id, "name": token.name, "token": plain}
+    if htmx:
+        return render_tokens(TokenForm(formdata=None), new_token)
+    session[NEW_TOKEN_KEY] = new_token
+    return redirect(url_for("settings.index", _anchor="api-tokens"))
+
+
+@bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
+def revoke_token(token_id: int):
+    token = db.session.get(ApiToken, token_id) or abort(404)
+    if token.revoked_at is None:
+        token.revoked_at = datetime.now(UTC)
+        db.session.commit()
+    if htmx:
+        return render_template("settings/_token_row.html", token=token)
+    flash(f"Token “{token.name}” revoked: calls with it are refused from now on.", "success")
+    return redirect(url_for("settings.index", _anchor="api-tokens"))
