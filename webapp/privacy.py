@@ -1,10 +1,128 @@
-"""Privacy: what is kept of an erased customer, so that imports never bring them back."""
+"""Privacy: export everything held about a customer, and erase their personal data.
+
+Erasure keeps the customer row and its orders (anonymised) so the shop's totals do not change,
+and keeps a one-way hash of the email so that a later import never brings the person back.
+"""
 
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from webapp.extensions import db
+from webapp.models import Customer, ErasedEmail, Order
+
+EXPORT_FORMAT = "patchwork.customer-export/1"
+
+# Everything on the customer row that identifies a person; erasure sets each to NULL.
+PERSONAL_FIELDS = (
+    "external_id",
+    "email",
+    "email_norm",
+    "first_name",
+    "last_name",
+    "city",
+    "country",
+)
 
 
 def email_hash(email: str) -> str:
     """One-way SHA-256 of the normalised (trimmed, lower-cased) email."""
     return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def customer_orders(customer: Customer) -> list[Order]:
+    """The customer's orders with their lines, newest first."""
+    return list(
+        db.session.scalars(
+            select(Order)
+            .where(Order.customer_id == customer.id)
+            .options(selectinload(Order.lines))
+            .order_by(Order.placed_at.desc(), Order.id.desc())
+        )
+    )
+
+
+def export_customer(customer: Customer) -> dict[str, Any]:
+    """Everything held about the customer, JSON-ready: amounts in integer minor units, UTC times."""
+    return {
+        "format": EXPORT_FORMAT,
+        "exported_at": _iso(datetime.now(UTC)),
+        "customer": {
+            "id": customer.id,
+            **{field: getattr(customer, field) for field in PERSONAL_FIELDS},
+            "created_at": _iso(customer.created_at),
+            "updated_at": _iso(customer.updated_at),
+            "erased_at": _iso(customer.erased_at),
+            "orders_count": customer.orders_count,
+            "spent_cents": customer.spent_cents,
+            "last_order_at": _iso(customer.last_order_at),
+        },
+        "consent": {
+            "accepts_marketing": bool(customer.accepts_marketing),
+            "source": customer.consent_source,
+            "consented_at": _iso(customer.consent_at),
+            "unsubscribed_at": _iso(customer.unsubscribed_at),
+        },
+        "orders": [_export_order(order) for order in customer_orders(customer)],
+    }
+
+
+def _export_order(order: Order) -> dict[str, Any]:
+    return {
+        "external_id": order.external_id,
+        "shopify_id": order.shopify_id,
+        "placed_at": _iso(order.placed_at),
+        "currency": order.currency,
+        "total_cents": order.total_cents,
+        "refunded_cents": order.refunded_cents,
+        "financial_status": order.financial_status,
+        "cancelled_at": _iso(order.cancelled_at),
+        "source": order.source,
+        "tags": order.tags,
+        "lines": [
+            {
+                "position": line.position,
+                "sku": line.sku,
+                "name": line.name,
+                "quantity": line.quantity,
+                "unit_price_cents": line.price_cents,
+                "category": line.category,
+                "tier": line.tier,
+            }
+            for line in order.lines
+        ],
+    }
+
+
+def erase_customer(customer: Customer) -> None:
+    """Remove the customer's personal data for good; orders and amounts stay, anonymised.
+
+    The email's hash is recorded first, pointing at this row, so that the order importer
+    attaches later orders with the same email here instead of recreating the person.
+    Commits, so the erasure is never half done.
+    """
+    email = customer.email_norm or customer.email
+    if email and email.strip():
+        digest = email_hash(email)
+        kept = db.session.get(ErasedEmail, digest)
+        if kept is None:
+            db.session.add(ErasedEmail(email_hash=digest, customer_id=customer.id))
+        elif kept.customer_id is None:
+            kept.customer_id = customer.id
+    for field in PERSONAL_FIELDS:
+        setattr(customer, field, None)
+    # A consent record of nobody in particular means nothing; no mail can reach the row anyway.
+    customer.accepts_marketing = False
+    customer.consent_source = None
+    customer.consent_at = None
+    customer.erased_at = customer.erased_at or datetime.now(UTC)
+    db.session.commit()
