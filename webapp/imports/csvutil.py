@@ -88,18 +88,17 @@ class Columns:
         return self.index.get(key, self.width)
 
     def fit(self, row: list[str]) -> list[str]:
-        """The row cut or padded to the header's width, plus the always-empty cell.
+        """The row padded to the header's width, plus the always-empty cell.
 
-        Raises ValueError for a row with more (non-empty) fields than the header has."""
+        A row with more fields than the header is refused: it is almost always a value with
+        a comma that lost its quotes, which would silently shift every later column."""
         width = self.width
         if len(row) > width:
-            if any(cell.strip() for cell in row[width:]):
-                raise ValueError(
-                    f"the row has {len(row)} fields but the header has {width}; "
-                    "is a field with a comma missing its quotes?"
-                )
-            del row[width:]
-        elif len(row) < width:
+            raise ValueError(
+                f"the row has {len(row)} fields but the header has {width}; "
+                "is a value with a comma missing its quotes?"
+            )
+        if len(row) < width:
             row.extend([""] * (width - len(row)))
         row.append("")
         return row
