@@ -229,7 +229,7 @@ def test_a_failed_task_shows_its_error(owner_client):
 
 def test_a_file_with_an_unknown_header_says_so(owner_client):
     _, html = previewed(owner_client, b"colour,size\nred,L\n")
-    assert "The header is neither a Shopify orders export" in html
+    assert "The preview failed: The header is neither a Shopify orders export" in html
     assert ">Import</button>" not in html
     assert count(Order) == 0
 

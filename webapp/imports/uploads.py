@@ -13,6 +13,9 @@ from typing import IO
 
 from werkzeug.datastructures import FileStorage
 
+# The handlers of the import kinds register themselves when imported: wherever the import
+# pages are served, the runner can run what they queue.
+from webapp.imports import products, service  # noqa: F401
 from webapp.models import Task
 from webapp.tasks import Progress, handler
 
@@ -91,6 +94,6 @@ def bad_rows_total(result: dict | None) -> int:
 @handler("import_products_preview")
 def preview_products(task: Task, progress: Progress) -> dict:
     """The products dry run: what importing the file would change, and its bad rows."""
-    from webapp.imports.products import import_products_file
-
-    return import_products_file(task.params["path"], fmt=task.params.get("format"), dry_run=True)
+    return products.import_products_file(
+        task.params["path"], fmt=task.params.get("format"), dry_run=True
+    )

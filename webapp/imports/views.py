@@ -35,6 +35,8 @@ from webapp.tasks import enqueue
 
 HISTORY_SIZE = 50
 BAD_ROWS_SHOWN = 1000
+# Errors the importers raise for the owner to read: shown without the exception's name.
+OWNER_FACING_ERRORS = ("ImportFileError: ", "ProductFileError: ")
 
 
 class UploadForm(FlaskForm):
@@ -123,12 +125,20 @@ def task(task_id: int):
         "cancelled": bool(task.params.get("cancelled")),
         "imports_good_rows": IMPORTS_GOOD_ROWS[what_of(task)],
         "poll_url": url_for("imports.task", task_id=task.id),
+        "error": owner_facing(task.error),
     }
     # The progress component polls this URL: answer with it while the task runs, then with
     # the outcome, which replaces it and so ends the polling.
     if htmx and htmx.target == f"task-{task.id}-progress":
         return render_template("imports/_task_body.html", **context)
     return render_template("imports/task.html", **context)
+
+
+def owner_facing(error: str | None) -> str | None:
+    for prefix in OWNER_FACING_ERRORS:
+        if error and error.startswith(prefix):
+            return error.removeprefix(prefix)
+    return error
 
 
 @bp.post("/<int:task_id>/confirm")
