@@ -1,6 +1,6 @@
-import click
+"""The demo craft shop: a seeded generator of Shopify exports (also used by bench/) and the
+`patchwork demo` command that imports them and serves the app."""
 
+from webapp.demo.command import demo_command
 
-@click.command("demo")
-def demo_command() -> None:
-    """Build a demo craft shop and serve it."""
+__all__ = ["demo_command"]

@@ -15,6 +15,7 @@ with different capitals on a later order.
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import random
 from collections.abc import Iterator
@@ -173,7 +174,7 @@ class _Pools:
     """Names and addresses drawn from Faker once, then combined by the seeded RNG: Faker per
     customer would make a million-line file take minutes."""
 
-    def __init__(self, seed: int, size: int = 800):
+    def __init__(self, seed: int, size: int):
         self.first: dict[str, list[str]] = {}
         self.last: dict[str, list[str]] = {}
         self.addresses: dict[str, list[tuple[str, str, str, str, str, str, str]]] = {}
@@ -199,6 +200,11 @@ class _Pools:
         else:
             code, name, postcode = "", "", fake.postcode()
         return (fake.street_address(), address2, fake.city(), postcode, code, name, country)
+
+
+@functools.lru_cache(maxsize=4)
+def _pools(seed: int, size: int) -> _Pools:
+    return _Pools(seed, size)
 
 
 def _ascii(text: str) -> str:
@@ -406,7 +412,7 @@ class SyntheticShop:
         """Shopify's orders export, one row per line item; newest order first, as Shopify
         lists them. Returns counts: customers, orders, lines, rows."""
         rng = random.Random(self.seed)
-        pools = self._pools = _Pools(self.seed)
+        pools = self._pools = _pools(self.seed, min(600, max(60, self.scale.customers // 5)))
         customers = self._customers(rng, pools)
         counts = self._order_counts(rng, customers)
         keys = self._schedule(rng, customers, counts)

@@ -1,0 +1,185 @@
+"""`patchwork demo` and the synthetic shop generator behind it (and behind bench/)."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from webapp.demo.command import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SHOP_NAME
+from webapp.demo.generator import (
+    LINE_COLUMNS,
+    ORDER_COLUMNS,
+    PRODUCT_COLUMNS,
+    Scale,
+    SyntheticShop,
+)
+from webapp.extensions import db
+from webapp.models import Customer, Order, OrderLine, Product, ShopSettings, User
+
+SHOPIFY_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}$")
+
+
+def counts() -> dict[str, int]:
+    return {
+        model.__name__: db.session.scalar(select(func.count()).select_from(model))
+        for model in (Customer, Order, OrderLine, Product, User)
+    }
+
+
+def test_demo_builds_the_shop_and_a_second_run_adds_nothing(runner):
+    result = runner.invoke(args=["demo", "--no-serve", "--customers", "60"])
+
+    assert result.exit_code == 0, result.output
+    assert DEMO_EMAIL in result.output and DEMO_PASSWORD in result.output
+    assert "http://127.0.0.1:5000/" in result.output
+    first = counts()
+    assert first["Customer"] == 60
+    assert first["Order"] == Scale.for_customers(60).orders
+    assert first["OrderLine"] > first["Order"]
+    assert first["Product"] > 36  # 12 categories x 3 tiers, some with variants
+    tiers = set(db.session.scalars(select(Product.tier).distinct()))
+    assert tiers == {"starter", "standard", "premium"}
+    owner = db.session.scalars(select(User).where(User.email == DEMO_EMAIL)).one()
+    assert owner.role == "owner"
+    shop = db.session.get(ShopSettings, 1)
+    assert (shop.name, shop.timezone) == (DEMO_SHOP_NAME, "America/New_York")
+    assert db.session.scalar(select(func.max(Order.placed_at))) <= datetime.now(UTC)
+
+    again = runner.invoke(args=["demo", "--no-serve", "--customers", "60"])
+
+    assert again.exit_code == 0, again.output
+    assert "already built" in again.output
+    assert counts() == first
+
+
+def test_demo_login_works_in_the_browser_form(runner, auth):
+    runner.invoke(args=["demo", "--no-serve", "--customers", "5"])
+
+    response = auth.login(DEMO_EMAIL, DEMO_PASSWORD)
+
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/"
+
+
+def test_demo_refuses_a_database_holding_another_shops_orders(runner):
+    db.session.add(
+        Order(external_id="#1", placed_at=datetime.now(UTC), total_cents=1000, currency="USD")
+    )
+    db.session.commit()
+
+    result = runner.invoke(args=["demo", "--no-serve", "--customers", "5"])
+
+    assert result.exit_code == 1
+    assert "empty database" in result.output
+    assert counts()["Order"] == 1
+
+
+def test_demo_serves_with_the_task_runner_in_process(runner, monkeypatch):
+    calls = {}
+    monkeypatch.setattr(
+        "werkzeug.serving.run_simple", lambda host, port, app, **kw: calls.update(kw, at=port)
+    )
+    monkeypatch.setattr("webapp.tasks.start_runner_thread", lambda app: calls.update(runner=1))
+
+    result = runner.invoke(args=["demo", "--customers", "5", "--port", "5099"])
+
+    assert result.exit_code == 0, result.output
+    assert calls == {"at": 5099, "runner": 1, "use_reloader": False, "use_debugger": False,
+                     "threaded": True}  # fmt: skip
+
+
+# --- the generator ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shop_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shop")
+    shop = SyntheticShop(Scale.for_customers(1500), seed=7)
+    shop.write_products(folder / "products.csv")
+    stats = shop.write_orders(folder / "orders.csv")
+    with open(folder / "orders.csv", newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        rows = [dict(zip(header, row, strict=True)) for row in reader]
+    return folder, header, rows, stats
+
+
+def test_orders_file_has_shopifys_header_and_one_row_per_line(shop_files):
+    _, header, rows, stats = shop_files
+
+    assert tuple(header) == ORDER_COLUMNS
+    assert header[:4] == ["Name", "Email", "Financial Status", "Paid at"]
+    assert len(rows) == stats["lines"]
+    assert len({r["Name"] for r in rows}) == stats["orders"]
+    assert all(SHOPIFY_TIME.match(r["Created at"]) for r in rows)
+
+
+def test_later_rows_of_a_multi_line_order_repeat_name_and_leave_order_fields_blank(shop_files):
+    _, _, rows, _ = shop_files
+    by_order = defaultdict(list)
+    for row in rows:
+        by_order[row["Name"]].append(row)
+    multi = [order for order in by_order.values() if len(order) > 1]
+
+    assert len(multi) > 100
+    for first, *later in multi:
+        assert first["Financial Status"] and first["Total"] and first["Id"]
+        for row in later:
+            assert row["Name"] == first["Name"]
+            assert row["Lineitem name"] and row["Lineitem quantity"]
+            blank = [c for c in ORDER_COLUMNS if c not in LINE_COLUMNS]
+            assert not any(row[c] for c in blank), row
+
+
+def test_orders_are_realistic(shop_files):
+    _, _, rows, stats = shop_files
+    orders = [r for r in rows if r["Financial Status"]]
+    per_customer = Counter(r["Email"].lower() for r in orders)
+    spellings = defaultdict(set)
+    for row in orders:
+        spellings[row["Email"].lower()].add(row["Email"])
+    months = Counter(int(r["Created at"][5:7]) for r in orders)
+
+    assert len(per_customer) == stats["customers"] == 1500
+    once_or_twice = sum(1 for n in per_customer.values() if n <= 2)
+    assert once_or_twice / len(per_customer) > 0.6
+    assert max(per_customer.values()) >= 20  # a few very large spenders
+    assert months[11] + months[12] > 1.5 * (months[6] + months[7])  # Q4 peak
+    assert {"paid", "refunded", "partially_refunded"} <= {r["Financial Status"] for r in orders}
+    assert any(r["Cancelled at"] for r in orders)
+    assert {r["Accepts Marketing"] for r in orders} == {"yes", "no"}
+    assert any(len(s) > 1 for s in spellings.values())  # same email, other capitals
+    names = [int(r["Name"].lstrip("#")) for r in orders]
+    assert names == sorted(names, reverse=True)  # newest first, as Shopify lists them
+
+
+def test_products_file_has_shopifys_header_and_every_category_in_three_tiers(shop_files):
+    folder, _, _, _ = shop_files
+    with open(folder / "products.csv", newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == PRODUCT_COLUMNS
+        rows = list(reader)
+    first_rows = [r for r in rows if r["Title"]]
+    tiers_by_type = defaultdict(set)
+    for row in first_rows:
+        tags = {t.strip() for t in row["Tags"].split(",")}
+        tiers_by_type[row["Type"]].add(
+            "starter" if "kit" in tags else "premium" if "premium" in tags else "standard"
+        )
+
+    assert len(tiers_by_type) == 13  # 12 craft categories and classes
+    assert all(tiers == {"starter", "standard", "premium"} for tiers in tiers_by_type.values())
+    assert len({r["Variant SKU"] for r in rows}) == len(rows)
+    assert any(not r["Title"] and r["Handle"] for r in rows)  # a later variant row
+
+
+def test_the_same_seed_writes_the_same_file(tmp_path):
+    for name in ("a.csv", "b.csv"):
+        SyntheticShop(Scale.for_customers(40), seed=3).write_orders(tmp_path / name)
+
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()

@@ -1,0 +1,191 @@
+"""`patchwork demo`: a realistic craft shop, imported through the real import services, then
+served on localhost with the background task runner in-process."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+from flask import current_app
+from sqlalchemy import func, select
+
+from webapp.cli import CommandError, needs_database
+from webapp.extensions import db
+
+DEMO_SHOP_NAME = "Loop & Daub Craft Supply"
+DEMO_ADDRESS = "Loop & Daub Craft Supply\n214 Mill Street\nBurlington, VT 05401\nUnited States"
+# Not ".test": the login form's email validator refuses special-use domains.
+DEMO_EMAIL = "demo@patchwork.example"
+DEMO_PASSWORD = "patchwork-demo"
+DEMO_CUSTOMERS = 3000
+
+
+@click.command("demo")
+@click.option("--no-serve", is_flag=True, help="Build the demo shop and exit.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--customers", default=DEMO_CUSTOMERS, type=click.IntRange(1), hidden=True)
+@click.option("--seed", default=42, type=int, hidden=True)
+@needs_database
+def demo_command(no_serve: bool, host: str, port: int, customers: int, seed: int) -> None:
+    """Build a demo craft shop (about 3,000 customers, three years of orders) and serve it.
+
+    Running it again keeps the shop that is there.
+    """
+    if demo_built():
+        click.echo(f"The demo shop {DEMO_SHOP_NAME!r} is already built; keeping it.")
+    else:
+        build_demo(customers, seed)
+    created = ensure_demo_login()
+    url = f"http://{host}:{port}/"
+    click.echo("")
+    click.echo(f"  Patchwork demo: {url}")
+    click.echo(f"  Log in as {DEMO_EMAIL} with password {DEMO_PASSWORD}")
+    if not created:
+        click.echo("  (that login existed already; its password was left as it was)")
+    click.echo("")
+    if not no_serve:
+        serve(host, port)
+
+
+def demo_built() -> bool:
+    """The demo shop is there when the shop has the demo's name and has orders.
+
+    Refuses to mix the demo into a database that holds another shop's orders.
+    """
+    from webapp.models import Order
+    from webapp.shop import get_shop
+
+    has_orders = db.session.scalar(select(Order.id).limit(1)) is not None
+    if not has_orders:
+        return False
+    if get_shop().name != DEMO_SHOP_NAME:
+        url = db.engine.url.render_as_string(hide_password=True)
+        raise CommandError(
+            f"{url} already holds a shop's orders; the demo needs an empty database "
+            "(set DATABASE_URL to another one)."
+        )
+    return True
+
+
+def build_demo(customers: int, seed: int) -> None:
+    """Generate the shop's Shopify exports and import them as a shop owner would."""
+    from webapp.demo.generator import DEMO_TIMEZONE, Scale, SyntheticShop
+    from webapp.imports.products import import_products_file
+    from webapp.imports.service import import_orders_file
+    from webapp.shop import get_shop
+
+    started = time.monotonic()
+    shop = get_shop()
+    shop.name = DEMO_SHOP_NAME
+    shop.postal_address = DEMO_ADDRESS
+    shop.timezone = DEMO_TIMEZONE
+    shop.currency = "USD"
+    add_demo_rules()
+    db.session.commit()
+
+    tz = ZoneInfo(DEMO_TIMEZONE)
+    now = datetime.now(tz)
+    synthetic = SyntheticShop(Scale.for_customers(customers), seed=seed, end=now.date(), now=now)
+    with tempfile.TemporaryDirectory(prefix="patchwork-demo-") as folder:
+        products_csv = Path(folder) / "products_export.csv"
+        orders_csv = Path(folder) / "orders_export.csv"
+        click.echo(f"Generating {DEMO_SHOP_NAME}: {customers:,} customers, three years of orders")
+        synthetic.write_products(products_csv)
+        synthetic.write_orders(orders_csv)
+
+        products = _counts(import_products_file(str(products_csv)))
+        _fail_on_errors("products", products)
+        click.echo(
+            f"Imported products: {products.get('products_created', 0)} created, "
+            f"{products.get('products_updated', 0)} updated"
+        )
+        orders = _counts(import_orders_file(str(orders_csv)))
+        _fail_on_errors("orders", orders)
+        click.echo(
+            f"Imported orders: {orders['customers_created']:,} customers, "
+            f"{orders['orders_created']:,} orders, {orders['lines']:,} lines"
+        )
+    click.echo(f"Demo shop built in {time.monotonic() - started:.1f} s.")
+
+
+# The demo's owner tags premium goods "premium", and says so in a rule, as an owner would on
+# the category rules page.
+DEMO_RULES = [("tags", "premium", "tier", "premium")]
+
+
+def add_demo_rules() -> None:
+    from webapp.catalog import next_rule_position
+    from webapp.models import CategoryRule
+
+    for field, pattern, target, value in DEMO_RULES:
+        exists = db.session.scalar(
+            select(CategoryRule.id).where(
+                CategoryRule.field == field,
+                CategoryRule.pattern == pattern,
+                CategoryRule.target == target,
+            )
+        )
+        if exists is None:
+            db.session.add(
+                CategoryRule(
+                    position=next_rule_position(db.session),
+                    field=field,
+                    pattern=pattern,
+                    target=target,
+                    value=value,
+                )
+            )
+
+
+def _counts(report: object) -> dict:
+    if isinstance(report, dict):
+        return report
+    return report.as_dict()  # an ImportReport
+
+
+def _fail_on_errors(what: str, report: dict) -> None:
+    errors = report.get("errors") or []
+    if errors:
+        first = errors[0]
+        line, message = (
+            (first["line"], first["message"])
+            if isinstance(first, dict)
+            else (first.line, first.message)
+        )
+        raise CommandError(
+            f"The demo's {what} file was refused ({len(errors)} bad rows; line {line}: "
+            f"{message}). This is a bug in the demo generator or the importer."
+        )
+
+
+def ensure_demo_login() -> bool:
+    """Create the demo login unless it exists; True when it was created now."""
+    from webapp.auth import create_user, normalise_email
+    from webapp.models import User
+
+    email = normalise_email(DEMO_EMAIL)
+    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+        return False
+    has_owner = db.session.scalar(select(func.count(User.id))) > 0
+    create_user(email, DEMO_PASSWORD, role="staff" if has_owner else "owner")
+    return True
+
+
+def serve(host: str, port: int) -> None:
+    """The app on localhost, with queued work (imports started in the browser) run by a
+    thread of this process."""
+    from werkzeug.serving import run_simple
+
+    from webapp import tasks
+
+    app = current_app._get_current_object()
+    tasks.load_handlers()
+    if "patchwork_task_runner" not in app.extensions:
+        tasks.start_runner_thread(app)
+    click.echo("Serving; Ctrl-C stops it.")
+    run_simple(host, port, app, use_reloader=False, use_debugger=False, threaded=True)
