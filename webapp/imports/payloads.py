@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from webapp.imports.csvutil import DateParser
+from webapp.imports.csvutil import parse_cents as csv_parse_cents
 from webapp.imports.records import LineRecord, OrderRecord
 
 MAX_ORDERS_PER_CALL = 1000
@@ -53,7 +55,6 @@ LINE_FIELDS = {"sku", "name", "quantity", "price"}
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,44 +74,36 @@ class PayloadError(ValueError):
 # --- values ------------------------------------------------------------------------------
 
 
-def parse_cents(value: object) -> int:
-    """An exact amount in minor units from a decimal string or a JSON number (int/Decimal)."""
+def parse_cents(value: object, what: str = "amount") -> int:
+    """An exact amount in minor units from a decimal string or a JSON number (int/Decimal).
+
+    Strings go through the CSV importers' parser, so every source accepts the same amounts.
+    """
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise PayloadError('must be a decimal string like "12.50" or a number')
-    if isinstance(value, float):  # pragma: no cover - JSON is parsed with Decimal floats
-        value = str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise PayloadError(f"{value} is not an amount")
+        text = format(value, "f")  # 1E+3 -> "1000": plain digits for the shared parser
+    else:
+        text = str(value)
     try:
-        amount = Decimal(value.strip() if isinstance(value, str) else value)
-    except InvalidOperation:
-        raise PayloadError(f'{value!r} is not an amount like "12.50"') from None
-    if not amount.is_finite():
-        raise PayloadError(f'{value!r} is not an amount like "12.50"')
-    cents = amount * 100
-    if cents != cents.to_integral_value():
-        raise PayloadError(f"{value} has more than 2 decimal places")
+        cents = csv_parse_cents(text, what)
+    except ValueError as exc:
+        raise PayloadError(str(exc)) from None
     if abs(cents) >= MAX_CENTS:
-        raise PayloadError(f"{value} is too large")
-    return int(cents)
+        raise PayloadError(f"{what} {text} is too large")
+    return cents
 
 
-def parse_timestamp(value: object, tz: ZoneInfo) -> datetime:
+def parse_timestamp(value: object, tz: ZoneInfo | tzinfo, what: str = "date") -> datetime:
     """ISO 8601 -> aware UTC. A date alone is that day in ``tz``; no offset means ``tz``."""
     if not isinstance(value, str) or not value.strip():
         raise PayloadError('must be an ISO 8601 date or time like "2024-05-01T14:30:00Z"')
-    text = value.strip()
     try:
-        if _DATE_ONLY.match(text):
-            day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day, tzinfo=tz)
-        else:
-            moment = datetime.fromisoformat(text)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=tz)
-    except ValueError:
-        raise PayloadError(
-            f'{text!r} is not an ISO 8601 date or time like "2024-05-01T14:30:00Z"'
-        ) from None
-    return moment.astimezone(UTC)
+        return DateParser(tz)(value, what)
+    except ValueError as exc:
+        raise PayloadError(str(exc)) from None
 
 
 def _text(value: object, max_length: int, *, required: bool = False) -> str | None:
@@ -241,24 +234,26 @@ def _parse_api_order(
     email = c.get("email", _email, raw.get("email"))
     if customer_id is None and email is None and not c.has_error("customer_id", "email"):
         c.fail("customer_id", "give customer_id or email, so the order belongs to a customer")
-    placed_at = c.get("placed_at", parse_timestamp, raw.get("placed_at"), tz)
+    placed_at = c.get("placed_at", parse_timestamp, raw.get("placed_at"), tz, "placed_at")
     total = None
     if "total" not in raw:
         c.fail("total", "is required")
     else:
-        total = c.get("total", parse_cents, raw["total"])
+        total = c.get("total", parse_cents, raw["total"], "total")
         if total is not None and total < 0:
             c.fail("total", "must not be negative")
     refunded = 0
     if raw.get("refunded") is not None:
-        refunded = c.get("refunded", parse_cents, raw["refunded"])
+        refunded = c.get("refunded", parse_cents, raw["refunded"], "refunded")
         if refunded is not None and refunded < 0:
             c.fail("refunded", "must not be negative")
         elif refunded is not None and total is not None and refunded > total:
             c.fail("refunded", "is more than the order's total")
     cancelled_at = None
     if raw.get("cancelled_at") is not None:
-        cancelled_at = c.get("cancelled_at", parse_timestamp, raw["cancelled_at"], tz)
+        cancelled_at = c.get(
+            "cancelled_at", parse_timestamp, raw["cancelled_at"], tz, "cancelled_at"
+        )
     currency = c.get("currency", _currency, raw.get("currency"), default_currency)
     financial_status = c.get("financial_status", _text, raw.get("financial_status"), 40)
     accepts_marketing = raw.get("accepts_marketing")
@@ -311,7 +306,7 @@ def _parse_api_lines(c: _Collector, raw_lines: object) -> list[LineRecord]:
         if "price" not in raw:
             c.fail(f"{where}.price", "is required")
         else:
-            price = c.get(f"{where}.price", parse_cents, raw["price"])
+            price = c.get(f"{where}.price", parse_cents, raw["price"], "price")
             if price is not None and price < 0:
                 c.fail(f"{where}.price", "must not be negative")
         if not c.failed:
