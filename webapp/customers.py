@@ -31,7 +31,7 @@ PAGE_SIZE = 50
 # a broader one (a single letter) walks the sort index instead, where matches are dense.
 SEARCH_CAP = 2000
 # Letters whose upper/lower-case variants are probed in the (case-sensitive) name indexes.
-NAME_PROBE_LETTERS = 3
+NAME_PROBE_LETTERS = 6
 MAX_QUERY = 100
 RECENT_ORDERS = 100
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
