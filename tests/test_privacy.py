@@ -171,3 +171,23 @@ def test_erase_requires_csrf(owner_client):
     assert response.status_code == 400
     db.session.expire_all()
     assert db.session.get(Customer, customer.id).erased_at is None
+
+
+def test_a_later_import_does_not_bring_an_erased_customer_back(app, runner, tmp_path):
+    customer = ann()
+    erase_customer(customer)
+    path = tmp_path / "orders.csv"
+    path.write_text(
+        "order_id,email,placed_at,total,first_name,last_name,city,accepts_marketing\n"
+        "#2001,ANN.SMITH@example.com ,2025-06-01,30.00,Ann,Smith,Leeds,yes\n"
+    )
+    result = runner.invoke(args=["import-orders", str(path), "--format", "generic", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["customers_created"] == 0
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(Customer)) == 1
+    erased = db.session.get(Customer, customer.id)
+    assert (erased.email, erased.first_name, erased.city) == (None, None, None)
+    assert erased.accepts_marketing is False
+    order = db.session.scalars(select(Order).filter_by(external_id="#2001")).one()
+    assert order.customer_id == customer.id
