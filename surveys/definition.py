@@ -329,7 +329,7 @@ def _validate_question(
     errors += _text(question.get("prompt"), f"{path}.prompt", "The question", PROMPT_MAX)
     errors += _bool(question, "required", path)
     raw_type = question.get("type")
-    if raw_type not in {t.value for t in QuestionType}:
+    if not isinstance(raw_type, str) or raw_type not in {t.value for t in QuestionType}:
         allowed = ", ".join(t.value for t in QuestionType)
         return [*errors, DefinitionError(f"{path}.type", f"Choose a question type: {allowed}.")]
     qtype = QuestionType(raw_type)

@@ -132,7 +132,7 @@ def _validate_patterns(value: object, path: str) -> list[DefinitionError]:
 
 
 def _choice(value: object, enum: type[StrEnum], path: str, what: str) -> list[DefinitionError]:
-    if value not in {m.value for m in enum}:
+    if not isinstance(value, str) or value not in {m.value for m in enum}:
         allowed = ", ".join(m.value for m in enum)
         return [DefinitionError(path, f"Choose a {what}: {allowed}.")]
     return []
