@@ -481,3 +481,32 @@ def suggest_id(label: str, taken: Iterable[str], fallback: str = "q") -> str:
     while f"{base}_{n}" in taken:
         n += 1
     return f"{base}_{n}"
+
+
+def new_option(label: str, taken: Iterable[str]) -> dict[str, Any]:
+    """The dict of a fresh option for the builder, its id made from `label`."""
+    return {
+        "id": suggest_id(label, taken, fallback="option"),
+        "label": label,
+        "traits": [],
+        "jump": None,
+    }
+
+
+def new_question(question_type: QuestionType | str, taken: Iterable[str]) -> dict[str, Any]:
+    """The dict of a fresh question of this type for the builder, valid except its prompt.
+
+    Ids run q1, q2, ... skipping `taken`. Choice questions start with two options, so the
+    owner edits rather than builds from nothing; the prompt is left for the owner to write.
+    """
+    qtype = QuestionType(question_type)
+    taken = set(taken)
+    number = next(n for n in range(1, len(taken) + 2) if f"q{n}" not in taken)
+    # Asking for an address is a favour: shoppers may skip it unless the owner insists.
+    required = qtype is not QuestionType.EMAIL
+    question = Question(id=f"q{number}", type=qtype, prompt="", required=required)
+    data = question.to_dict()
+    if qtype in CHOICE_TYPES:
+        first = new_option("Option 1", [])
+        data["options"] = [first, new_option("Option 2", [first["id"]])]
+    return data

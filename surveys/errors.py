@@ -41,3 +41,11 @@ def text_problem(value: str) -> str | None:
     except UnicodeEncodeError:
         return "Contains characters that are not valid text."
     return None
+
+
+def errors_by_path(errors: list[DefinitionError]) -> dict[str, list[str]]:
+    """Messages grouped by path, as a builder template looks them up next to each field."""
+    grouped: dict[str, list[str]] = {}
+    for error in errors:
+        grouped.setdefault(error.path, []).append(error.message)
+    return grouped

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,11 +25,13 @@ from surveys.definition import (
     OTHER_OPTION_ID,
     QuestionType,
     SurveyDefinition,
+    new_option,
+    new_question,
     parse_definition,
     suggest_id,
     validate_definition,
 )
-from surveys.errors import DefinitionInvalid
+from surveys.errors import DefinitionInvalid, errors_by_path
 from surveys.export import safe_cell, safe_row
 from surveys.nps import nps_breakdown, nps_score
 from surveys.templates import TEMPLATES, template_definition, template_survey
@@ -1000,3 +1004,41 @@ def test_safe_cell_neutralises_formulas(value, expected):
 
 def test_safe_row():
     assert safe_row(["=1", 2, None]) == ["'=1", "2", ""]
+
+
+# --- builder helpers and independence from the web app ------------------------------------
+
+
+@pytest.mark.parametrize("question_type", list(QuestionType))
+def test_new_question_needs_only_its_prompt_to_be_valid(question_type):
+    data = valid_definition()
+    taken = [q["id"] for q in data["questions"]]
+    question = new_question(question_type, taken)
+    assert question["id"] == "q1" and question["prompt"] == ""
+    data["questions"].append(question)
+    assert set(errors_of(data)) == {f"questions[{len(taken)}].prompt"}
+    question["prompt"] = "Why?"
+    assert validate_definition(data) == []
+
+
+def test_new_question_ids_skip_taken_ones_and_email_starts_optional():
+    assert new_question("rating", ["q1", "q2"])["id"] == "q3"
+    assert new_question("email", [])["required"] is False
+    assert new_option("Shipping cost", ["shipping_cost"])["id"] == "shipping_cost_2"
+
+
+def test_errors_by_path_groups_messages_for_the_builder():
+    grouped = errors_by_path(validate_definition(edited(title="", questions__0__prompt="")))
+    assert grouped == {"title": ["Enter a title."], "questions[0].prompt": ["Enter the question."]}
+
+
+def test_surveys_package_imports_neither_flask_nor_sqlalchemy_nor_webapp():
+    code = (
+        "import sys, surveys.answers, surveys.definition, surveys.export, surveys.nps, "
+        "surveys.templates, surveys.traits, surveys.triggers\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'flask', 'sqlalchemy', 'webapp', 'werkzeug', 'wtforms'})\n"
+        "assert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
