@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -249,6 +250,7 @@ def _trim(text: str) -> str:
     return text.rstrip("/") or "/"
 
 
+@lru_cache(maxsize=512)
 def _glob(pattern: str) -> re.Pattern[str]:
     parts = (re.escape(part) for part in _trim(unquote(pattern)).split("*"))
     return re.compile(".*".join(parts), re.IGNORECASE | re.DOTALL)
