@@ -87,6 +87,10 @@ class Columns:
     def __getitem__(self, key: str) -> int:
         return self.index.get(key, self.width)
 
+    def positions(self, *keys: str) -> list[int]:
+        """Several positions at once, looked up once per file rather than once per row."""
+        return [self[key] for key in keys]
+
     def fit(self, row: list[str]) -> list[str]:
         """The row padded to the header's width, plus the always-empty cell.
 
@@ -147,9 +151,22 @@ def _group_problem(
 # --- values --------------------------------------------------------------------------------
 
 
+_CENTS: dict[str, int] = {}  # a shop's prices repeat: most amounts are parsed once
+_CENTS_MAX = 100_000
+
+
 def parse_cents(text: str, what: str = "amount") -> int:
     """'12.5' -> 1250, exactly (string arithmetic, never a float). Rejects anything else:
     thousands separators, currency signs, more than two decimals that are not zeros."""
+    cents = _CENTS.get(text)
+    if cents is None:
+        cents = _parse_cents(text, what)
+        if len(_CENTS) < _CENTS_MAX:
+            _CENTS[text] = cents
+    return cents
+
+
+def _parse_cents(text: str, what: str) -> int:
     s = text.strip()
     sign = 1
     if s[:1] in ("-", "+"):

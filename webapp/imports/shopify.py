@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import tzinfo
+from operator import itemgetter
 
 from webapp.imports.csvutil import (
     Columns,
@@ -18,7 +19,6 @@ from webapp.imports.csvutil import (
     group_orders,
     parse_bool,
     parse_cents,
-    parse_optional_cents,
     parse_quantity,
     split_name,
 )
@@ -37,17 +37,23 @@ def parse_shopify(
     cols = Columns(header)
     c_name = cols["name"]
     parse_date = DateParser(tz)
+    order_at = itemgetter(*cols.positions(*ORDER_COLUMNS))
+    line_at = itemgetter(
+        *cols.positions("lineitem_quantity", "lineitem_name", "lineitem_price", "lineitem_sku")
+    )
     for key, group, problem in group_orders(rows, c_name, "Name"):
         if problem:
             yield RowError(group[0][0], problem)
             continue
-        yield from _order(key, group, cols, parse_date, currency)
+        yield from _order(key, group, cols, order_at, line_at, parse_date, currency)
 
 
 def _order(
     name: str,
     group: list[tuple[int, list[str]]],
     cols: Columns,
+    order_at: itemgetter,
+    line_at: itemgetter,
     parse_date: DateParser,
     default_currency: str,
 ) -> Iterator[OrderRecord | RowError]:
@@ -56,13 +62,11 @@ def _order(
     first_line = group[0][0]
     try:
         row = cols.fit(group[0][1])
-        record = _order_fields(name, row, cols, parse_date, default_currency)
+        record = _order_fields(name, row, order_at, parse_date, default_currency)
         record.line = first_line
     except ValueError as exc:
         errors.append(RowError(first_line, str(exc)))
 
-    c_qty, c_lname = cols["lineitem_quantity"], cols["lineitem_name"]
-    c_price, c_sku = cols["lineitem_price"], cols["lineitem_sku"]
     lines: list[LineRecord] = []
     for position, (line, row) in enumerate(group):
         if position == 0 and errors:
@@ -70,8 +74,8 @@ def _order(
         try:
             if position:
                 row = cols.fit(row)
-            line_name = row[c_lname].strip()
-            quantity, price, sku = row[c_qty], row[c_price], row[c_sku].strip()
+            quantity, line_name, price, sku = line_at(row)
+            line_name, sku = line_name.strip(), sku.strip()
             if not (line_name or quantity.strip() or price.strip() or sku):
                 continue  # an order row without a line item
             if not line_name:
@@ -97,45 +101,77 @@ def _order(
     yield record
 
 
+ORDER_COLUMNS = (
+    "created_at",
+    "total",
+    "currency",
+    "id",
+    "billing_name",
+    "refunded_amount",
+    "email",
+    "billing_city",
+    "billing_country",
+    "accepts_marketing",
+    "financial_status",
+    "cancelled_at",
+    "source",
+    "tags",
+)
+
+
 def _order_fields(
-    name: str, row: list[str], cols: Columns, parse_date: DateParser, default_currency: str
+    name: str, row: list[str], order_at: itemgetter, parse_date: DateParser, default_currency: str
 ) -> OrderRecord:
     if len(name) > MAX_ID:
         raise ValueError(f"Name is longer than {MAX_ID} characters")
-    created = row[cols["created_at"]]
+    (
+        created,
+        total,
+        currency,
+        shopify_id,
+        billing_name,
+        refunded,
+        email,
+        city,
+        country,
+        accepts,
+        status,
+        cancelled,
+        source,
+        tags,
+    ) = order_at(row)
     if not created.strip():
         raise ValueError(f"order {name}: Created at is empty")
-    total = row[cols["total"]]
     if not total.strip():
         raise ValueError(f"order {name}: Total is empty")
-    currency = row[cols["currency"]].strip().upper() or default_currency
+    currency = currency.strip().upper() or default_currency
     if len(currency) != 3 or not currency.isalpha():
         raise ValueError(f"order {name}: Currency {currency!r} is not a 3-letter code")
-    shopify_id = row[cols["id"]].strip() or None
+    shopify_id = shopify_id.strip() or None
     if shopify_id is not None and not (shopify_id.isascii() and shopify_id.isdigit()):
         raise ValueError(f"order {name}: Id {shopify_id!r} is not Shopify's numeric order id")
-    first, last = split_name(row[cols["billing_name"]])
-    refunded = parse_optional_cents(row[cols["refunded_amount"]], "Refunded Amount")
-    if refunded < 0:
-        raise ValueError(f"order {name}: Refunded Amount is negative")
+    first, last = split_name(billing_name)
     try:
+        refunded_cents = parse_cents(refunded, "Refunded Amount") if refunded.strip() else 0
+        if refunded_cents < 0:
+            raise ValueError("Refunded Amount is negative")
         return OrderRecord(
             external_id=name,
             placed_at=parse_date(created, "Created at"),
             total_cents=parse_cents(total, "Total"),
             currency=currency,
             shopify_id=shopify_id,
-            email=check_email(row[cols["email"]]),
+            email=check_email(email),
             first_name=first[:120] if first else None,
             last_name=last[:120] if last else None,
-            city=row[cols["billing_city"]].strip()[:120] or None,
-            country=row[cols["billing_country"]].strip()[:120] or None,
-            accepts_marketing=parse_bool(row[cols["accepts_marketing"]], "Accepts Marketing"),
-            refunded_cents=refunded,
-            financial_status=row[cols["financial_status"]].strip()[:40] or None,
-            cancelled_at=parse_date.optional(row[cols["cancelled_at"]], "Cancelled at"),
-            source=row[cols["source"]].strip()[:80] or None,
-            tags=row[cols["tags"]].strip(),
+            city=city.strip()[:120] or None,
+            country=country.strip()[:120] or None,
+            accepts_marketing=parse_bool(accepts, "Accepts Marketing"),
+            refunded_cents=refunded_cents,
+            financial_status=status.strip()[:40] or None,
+            cancelled_at=parse_date.optional(cancelled, "Cancelled at") if cancelled else None,
+            source=source.strip()[:80] or None,
+            tags=tags.strip(),
         )
     except ValueError as exc:
         raise ValueError(f"order {name}: {exc}") from None

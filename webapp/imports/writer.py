@@ -189,7 +189,7 @@ class OrderWriter:
             erased_by_hash = dict(
                 session.execute(
                     select(ErasedEmail.email_hash, ErasedEmail.customer_id).where(
-                        ErasedEmail.email_hash.in_(list(hashes.values()))
+                        _in(ErasedEmail.email_hash, list(hashes.values()))
                     )
                 ).all()
             )
@@ -209,8 +209,8 @@ class OrderWriter:
                         customers_t.c.erased_at,
                     ).where(
                         or_(
-                            customers_t.c.external_id.in_(list(ext_ids)),
-                            customers_t.c.email_norm.in_(live_emails),
+                            _in(customers_t.c.external_id, list(ext_ids)),
+                            _in(customers_t.c.email_norm, live_emails),
                         )
                     )
                 )
@@ -220,7 +220,7 @@ class OrderWriter:
             latest = dict(
                 session.execute(
                     select(orders_t.c.customer_id, func.max(orders_t.c.placed_at))
-                    .where(orders_t.c.customer_id.in_([c["id"] for c in stored_customers]))
+                    .where(_in(orders_t.c.customer_id, [c["id"] for c in stored_customers]))
                     .group_by(orders_t.c.customer_id)
                 ).all()
             )
@@ -277,8 +277,8 @@ class OrderWriter:
             for row in session.execute(
                 select(orders_t.c.id, *(orders_t.c[k] for k in ORDER_FIELDS)).where(
                     or_(
-                        orders_t.c.external_id.in_(order_ext),
-                        orders_t.c.shopify_id.in_(shopify_ids),
+                        _in(orders_t.c.external_id, order_ext),
+                        _in(orders_t.c.shopify_id, shopify_ids),
                     )
                 )
             )
@@ -295,7 +295,7 @@ class OrderWriter:
                     lines_t.c.quantity,
                     lines_t.c.price_cents,
                 )
-                .where(lines_t.c.order_id.in_([o["id"] for o in stored_orders]))
+                .where(_in(lines_t.c.order_id, [o["id"] for o in stored_orders]))
                 .order_by(lines_t.c.order_id, lines_t.c.position)
             ):
                 stored_lines.setdefault(row[0], []).append(tuple(row[1:]))
@@ -368,7 +368,7 @@ class OrderWriter:
             ids = dict(
                 session.execute(
                     select(orders_t.c.external_id, orders_t.c.id).where(
-                        orders_t.c.external_id.in_([r.external_id for r, _ in new_orders])
+                        _in(orders_t.c.external_id, [r.external_id for r, _ in new_orders])
                     )
                 ).all()
             )
@@ -387,7 +387,7 @@ class OrderWriter:
             )
         if relined:
             session.execute(
-                delete(lines_t).where(lines_t.c.order_id.in_([oid for _, oid in relined]))
+                delete(lines_t).where(_in(lines_t.c.order_id, [oid for _, oid in relined]))
             )
             for r, order_id in relined:
                 self._line_rows(r, order_id, line_rows)
@@ -427,7 +427,7 @@ class OrderWriter:
         by_email: dict[str, int] = {}
         for cid, ext, norm in db.session.execute(
             select(customers_t.c.id, customers_t.c.external_id, customers_t.c.email_norm).where(
-                or_(customers_t.c.external_id.in_(ext_ids), customers_t.c.email_norm.in_(emails))
+                or_(_in(customers_t.c.external_id, ext_ids), _in(customers_t.c.email_norm, emails))
             )
         ):
             if ext:
@@ -593,7 +593,7 @@ def refresh_customer_totals(customer_ids: set[int] | list[int]) -> None:
             func.sum(o.c.total_cents - o.c.refunded_cents).label("spent"),
             func.max(o.c.placed_at).label("last"),
         )
-        .where(o.c.customer_id.in_(ids), o.c.cancelled_at.is_(None))
+        .where(_in(o.c.customer_id, ids), o.c.cancelled_at.is_(None))
         .group_by(o.c.customer_id)
         .subquery("agg")
     )
@@ -615,10 +615,16 @@ def refresh_customer_totals(customer_ids: set[int] | list[int]) -> None:
     live = select(o.c.id).where(o.c.customer_id == c.id, o.c.cancelled_at.is_(None)).exists()
     db.session.execute(
         update(customers_t)
-        .where(c.id.in_(ids), ~live, or_(c.orders_count != 0, c.last_order_at.is_not(None)))
+        .where(_in(c.id, ids), ~live, or_(c.orders_count != 0, c.last_order_at.is_not(None)))
         .values(orders_count=0, spent_cents=0, last_order_at=None)
         .execution_options(synchronize_session=False)
     )
+
+
+def _in(column, values):
+    """column IN (values) as one expanding parameter: SQLAlchemy then skips coercing each
+    of the thousands of values of a batch one by one."""
+    return column.in_(bindparam(None, list(values), expanding=True, type_=column.type))
 
 
 def _aware(value):
