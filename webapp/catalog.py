@@ -196,6 +196,7 @@ class Categoriser:
     def __init__(self, products: dict[str, tuple[int, str | None, str | None]], rules: RuleSet):
         self.products = products
         self.rules = rules
+        self._uses_sku = rules.uses_sku
         self._by_name: dict = {}
 
     @classmethod
@@ -209,12 +210,10 @@ class Categoriser:
     def for_line(self, sku: str | None, name: str) -> tuple[int | None, str | None, str | None]:
         if sku:
             known = self.products.get(sku)
-            if known is None and sku != sku.strip():
-                known = self.products.get(sku.strip())
             if known is not None:
                 return known
         # SKU rules make the SKU part of the answer; without them the name alone decides.
-        key = (name, sku) if self.rules.uses_sku else name
+        key = (name, sku) if self._uses_sku else name
         answer = self._by_name.get(key)
         if answer is None:
             category, tier = self.rules.apply(name, "", "", sku or "")
@@ -364,11 +363,11 @@ def _lines_from_products(session: Session) -> int:
 
 def _lines_from_rules(session: Session, rules: RuleSet, batch: int) -> int:
     """Lines with no catalogue product: the rules' answer per distinct name (and SKU, when a
-    rule looks at SKUs), staged in a temporary table and applied in one UPDATE."""
-    unmatched = or_(
-        OrderLine.sku.is_(None),
-        ~select(Product.id).where(Product.sku == OrderLine.sku).exists(),
-    )
+    rule looks at SKUs), staged in a temporary table and applied in one UPDATE.
+
+    Runs after ``_lines_from_products``, which gave every line whose SKU is in the catalogue
+    its product, so "no product" is simply ``product_id IS NULL`` (indexed)."""
+    unmatched = OrderLine.product_id.is_(None)
     sku_key = func.coalesce(OrderLine.sku, "") if rules.uses_sku else None
     columns = [OrderLine.name] + ([sku_key.label("sku_key")] if sku_key is not None else [])
     keys = session.execute(select(*columns).where(unmatched).distinct()).all()
@@ -378,8 +377,8 @@ def _lines_from_rules(session: Session, rules: RuleSet, batch: int) -> int:
     staging = Table(
         f"tmp_line_categories_{uuid.uuid4().hex[:8]}",
         MetaData(),
-        Column("name", String(500), nullable=False),
-        Column("sku_key", String(120), nullable=False),
+        Column("name", String(500), primary_key=True),
+        Column("sku_key", String(120), primary_key=True),
         Column("category", String(80)),
         Column("tier", String(20)),
         prefixes=["TEMPORARY"],
@@ -407,12 +406,11 @@ def _lines_from_rules(session: Session, rules: RuleSet, batch: int) -> int:
             .where(join, unmatched)
             .where(
                 or_(
-                    OrderLine.product_id.is_not(None),
                     OrderLine.category.is_distinct_from(staging.c.category),
                     OrderLine.tier.is_distinct_from(staging.c.tier),
                 )
             )
-            .values(product_id=None, category=staging.c.category, tier=staging.c.tier)
+            .values(category=staging.c.category, tier=staging.c.tier)
             .execution_options(synchronize_session=False)
         )
         return connection.execute(stmt).rowcount or 0
