@@ -485,3 +485,32 @@ def test_records_start_on_their_physical_line(tmp_path):
     path = write_csv(tmp_path, 'a,b\n1,"two\nlines"\n\n3,4\r\n5,"x\r\ny"\n6,7\n')
     with open(path, newline="", encoding="utf-8") as handle:
         assert [line for line, _ in read_rows(handle)] == [1, 2, 5, 6, 8]
+
+
+def test_totals_follow_cancellations_and_orders_moving_to_another_customer(app):
+    placed = datetime(2024, 2, 1, tzinfo=UTC)
+
+    def record(email: str, cancelled: datetime | None = None) -> OrderRecord:
+        return OrderRecord(
+            external_id="B1",
+            placed_at=placed,
+            total_cents=700,
+            refunded_cents=200,
+            currency="USD",
+            email=email,
+            cancelled_at=cancelled,
+        )
+
+    upsert_orders([record("ben@example.com")], source="api")
+    ben = customer("ben@example.com")
+    assert (ben.orders_count, ben.spent_cents, ben.last_order_at) == (1, 500, placed)
+
+    upsert_orders([record("ben@example.com", cancelled=placed)], source="api")
+    db.session.refresh(ben)
+    assert (ben.orders_count, ben.spent_cents, ben.last_order_at) == (0, 0, None)
+
+    report = upsert_orders([record("eve@example.com")], source="api")
+    assert (report.customers_created, report.orders_updated) == (1, 1)
+    db.session.refresh(ben)
+    assert ben.orders_count == 0
+    assert customer("eve@example.com").spent_cents == 500
