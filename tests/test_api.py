@@ -151,6 +151,7 @@ def test_a_revoked_token_is_refused(client, token):
     response = post(client, {"orders": [an_order()]}, token)
     assert response.status_code == 401
     assert "revoked" in response.get_json()["error"]
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
     nothing_stored()
 
 

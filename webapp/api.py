@@ -40,11 +40,18 @@ SHOPIFY_ORDER_TOPICS = {"orders/create", "orders/updated"}
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, errors: list[FieldError] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        errors: list[FieldError] | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = errors or []
+        self.headers = headers or {}
 
 
 @bp.errorhandler(ApiError)
@@ -52,27 +59,29 @@ def _api_error(error: ApiError) -> tuple[Response, int, dict]:
     body: dict = {"error": error.message}
     if error.errors:
         body["errors"] = [e.as_dict() for e in error.errors]
-    headers = {}
-    if error.status == 401 and request.blueprint == "api" and request.endpoint == "api.orders":
-        headers["WWW-Authenticate"] = 'Bearer realm="patchwork", error="invalid_token"'
-    return jsonify(body), error.status, headers
+    return jsonify(body), error.status, error.headers
 
 
 # --- tokens ------------------------------------------------------------------------------
+
+
+# RFC 6750: no credentials -> just the challenge; bad credentials -> error="invalid_token".
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="patchwork"'}
+_INVALID = {"WWW-Authenticate": 'Bearer realm="patchwork", error="invalid_token"'}
 
 
 def authenticate_bearer() -> ApiToken:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "Send an API token: Authorization: Bearer <token>.")
+        raise ApiError(401, "Send an API token: Authorization: Bearer <token>.", headers=_CHALLENGE)
     api_token = db.session.scalar(
         select(ApiToken).where(ApiToken.token_hash == hash_token(token.strip()))
     )
     if api_token is None:
-        raise ApiError(401, "This API token is not valid.")
+        raise ApiError(401, "This API token is not valid.", headers=_INVALID)
     if api_token.revoked_at is not None:
-        raise ApiError(401, "This API token has been revoked.")
+        raise ApiError(401, "This API token has been revoked.", headers=_INVALID)
     return api_token
 
 
