@@ -514,3 +514,38 @@ def test_totals_follow_cancellations_and_orders_moving_to_another_customer(app):
     db.session.refresh(ben)
     assert ben.orders_count == 0
     assert customer("eve@example.com").spent_cents == 500
+
+
+def test_a_customer_created_concurrently_is_found_on_the_retry(app, monkeypatch):
+    from webapp.imports import writer
+
+    real_bulk_insert = writer.bulk_insert
+    raced: list[str] = []
+
+    def racing_bulk_insert(table, columns, rows, datetime_columns=frozenset()):
+        if table == "customers" and not raced:
+            raced.append(table)  # another writer (the API) creates Kim first
+            with db.engine.begin() as other:
+                other.execute(
+                    Customer.__table__.insert(),
+                    {"email": "kim@example.com", "email_norm": "kim@example.com"},
+                )
+        return real_bulk_insert(table, columns, rows, datetime_columns)
+
+    monkeypatch.setattr(writer, "bulk_insert", racing_bulk_insert)
+    report = upsert_orders(
+        [
+            OrderRecord(
+                external_id="K1",
+                placed_at=datetime(2024, 2, 1, tzinfo=UTC),
+                total_cents=100,
+                currency="USD",
+                email="Kim@example.com",
+            )
+        ],
+        source="api",
+    )
+
+    assert raced
+    assert (report.customers_created, report.orders_created) == (0, 1)
+    assert order("K1").customer_id == customer("kim@example.com").id

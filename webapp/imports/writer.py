@@ -553,9 +553,14 @@ def bulk_insert(
     names = ", ".join(columns)
     if connection.dialect.name == "postgresql":
         cursor = connection.connection.driver_connection.cursor()
-        with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        statement = f"COPY {table} ({names}) FROM STDIN"
+        try:
+            with cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except connection.dialect.dbapi.IntegrityError as exc:
+            # Raised as SQLAlchemy raises it, so that callers retry a concurrent insert.
+            raise IntegrityError(statement, None, exc) from exc
         return
     if datetime_columns:
         at = [i for i, name in enumerate(columns) if name in datetime_columns]
