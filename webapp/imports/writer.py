@@ -3,8 +3,12 @@ hands it normalised OrderRecords and it upserts customers, orders and order line
 
 Per batch it runs a fixed number of statements whatever the batch size: one SELECT each
 for erased emails, existing customers, their latest orders, existing orders and their
-lines, then bulk INSERTs/UPDATEs (executemany) and one set-based UPDATE of the touched
-customers' totals. No ORM objects, no per-row queries.
+lines; bulk INSERTs (COPY on PostgreSQL, one driver executemany on SQLite) with one SELECT
+each to learn the new ids; executemany UPDATEs of what changed; and one set-based UPDATE
+of the touched customers' totals. No ORM objects, no per-row queries.
+
+Each call of OrderWriter.write (and of upsert_orders) is one short transaction, committed
+before it returns (rolled back for a dry run).
 
 Rules:
 - Orders match by external_id, else by shopify_id. Customers match by external id, else
