@@ -39,10 +39,11 @@ def utc(value: str) -> datetime | None:
     return datetime.fromisoformat(iso).astimezone(UTC)
 
 
-def read(path: str, on_order, on_line) -> dict[str, list]:
+def read(path: str, on_order, on_line, stamp) -> dict[str, list]:
     """Stream the file; call on_order(row) and on_line(row) with plain tuples, and return the
-    customers (email_norm -> row as a list) with their totals."""
-    now = datetime.now(UTC)
+    customers (email_norm -> row as a list) with their totals. ``stamp`` turns an aware UTC
+    datetime into what the database driver takes."""
+    now = stamp(datetime.now(UTC))
     customers: dict[str, list] = {}
     order_ids: dict[str, int] = {}
     order_id = line_id = 0
@@ -68,10 +69,10 @@ def read(path: str, on_order, on_line) -> dict[str, list]:
                     continue
                 order_id += 1
                 order_ids[name] = order_id
-                placed = utc(row[c_created])
+                placed = stamp(utc(row[c_created]))
                 total = cents(row[c_total])
                 refunded = cents(row[c_refund])
-                cancelled = utc(row[c_cancel])
+                cancelled = stamp(utc(row[c_cancel]))
                 email = row[c_email]
                 norm = email.strip().lower()
                 customer = customers.get(norm)
@@ -119,10 +120,16 @@ ORDER_COLUMNS = (
 LINE_COLUMNS = "id, order_id, position, sku, name, quantity, price_cents"
 
 
-def load_sqlite(path: str, file: str) -> dict:
-    def naive(value):
-        return value.replace(tzinfo=None).isoformat(" ") if isinstance(value, datetime) else value
+def _sqlite_stamp(value: datetime | None) -> str | None:
+    """SQLAlchemy's storage format for a UTC timestamp on SQLite."""
+    return None if value is None else value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
+
+def _keep(value: datetime | None) -> datetime | None:
+    return value
+
+
+def load_sqlite(path: str, file: str) -> dict:
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
@@ -141,15 +148,15 @@ def load_sqlite(path: str, file: str) -> dict:
         lines.clear()
 
     def on_order(row: tuple) -> None:
-        orders.append(tuple(naive(v) for v in row))
+        orders.append(row)
         if len(orders) >= 10_000:
             flush()
 
-    customers = read(file, on_order, lines.append)
+    customers = read(file, on_order, lines.append, _sqlite_stamp)
     flush()
     cursor.executemany(
         f"INSERT INTO customers ({CUSTOMER_COLUMNS}) VALUES ({_marks(15)})",
-        (tuple(naive(v) for v in c) for c in customers.values()),
+        customers.values(),
     )
     cursor.execute("COMMIT")
     connection.close()
@@ -193,7 +200,7 @@ def load_postgresql(url: str, file: str) -> dict:
             line_spool.write("\t".join(map(_copy_text, row)) + "\n")
             counts["lines"] += 1
 
-        customers = read(file, on_order, on_line)
+        customers = read(file, on_order, on_line, _keep)
         with psycopg.connect(url) as connection, connection.cursor() as cursor:
             with cursor.copy(f"COPY customers ({CUSTOMER_COLUMNS}) FROM STDIN") as copy:
                 for customer in customers.values():
