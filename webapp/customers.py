@@ -36,6 +36,7 @@ MAX_QUERY = 100
 ESTIMATE_FROM = 100_000
 RECENT_ORDERS = 100
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_INT = 2**63 - 1  # what both databases can bind; larger numbers in a URL are not ours
 
 
 # --- sorting and keyset paging -------------------------------------------------------------
@@ -89,11 +90,15 @@ class Cursor:
         value, _, ident = raw.partition("_")
         try:
             ident_int = int(ident)
+            if not 0 < ident_int <= _MAX_INT or len(value) > 20:
+                return None
             if sort.column is None:
                 return cls(None, ident_int)
             if value == "":
                 return cls(None, ident_int) if sort.nullable else None
             number = int(value)
+            if abs(number) > _MAX_INT:
+                return None
             if sort.key == "last_order":
                 return cls(_EPOCH + timedelta(microseconds=number), ident_int)
             return cls(number, ident_int)
@@ -409,7 +414,7 @@ def index():
 
 
 def _customer_or_404(customer_id: int) -> Customer:
-    customer = db.session.get(Customer, customer_id)
+    customer = db.session.get(Customer, customer_id) if customer_id <= _MAX_INT else None
     if customer is None:
         abort(404, "There is no such customer.")
     return customer
