@@ -295,3 +295,13 @@ def test_an_unknown_task_is_not_found(owner_client):
     assert owner_client.get("/imports/999").status_code == 404
     other = tasks.enqueue("refresh_segments", {})
     assert owner_client.get(f"/imports/{other.id}").status_code == 404
+
+
+def test_the_file_of_a_finished_import_is_removed_at_the_next_upload(owner_client):
+    url, _ = previewed(owner_client, CLEAN)
+    path = Path(db.session.scalars(select(Task)).one().params["path"])
+    post(owner_client, f"{url}/confirm")
+    tasks.run_pending()
+    assert path.exists()  # an interrupted import is completed from the same file
+    upload(owner_client, CLEAN)
+    assert not path.exists()
