@@ -435,3 +435,24 @@ def test_reapply_status_polls_over_htmx(owner_client):
     task = db.session.scalars(select(Task)).one()
     done = owner_client.get(f"/catalog/tasks/{task.id}", headers=headers).get_data(as_text=True)
     assert "Rules re-applied" in done and "every 1s" not in done
+
+
+@pytest.mark.parametrize(
+    "url, status",
+    [
+        ("/catalog/?page=99999999999999999999", 200),
+        ("/catalog/?page=-3", 200),
+        ("/catalog/rules?edit=99999999999999999999", 404),
+        ("/catalog/rules?task=99999999999999999999", 200),
+        ("/catalog/categories?edit=99999999999999999999", 404),
+        ("/catalog/rules/99999999999999999999/edit", 404),
+        ("/catalog/tasks/99999999999999999999", 404),
+    ],
+)
+def test_out_of_range_numbers_in_urls_are_not_errors(owner_client, url, status):
+    assert owner_client.get(url).status_code == status
+
+
+def test_a_page_past_the_end_shows_the_last_page(owner_client):
+    add_product("P-1", "Acrylic paint set", category="paint")
+    assert "Acrylic paint set" in owner_client.get("/catalog/?page=7").get_data(as_text=True)

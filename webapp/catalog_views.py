@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import func, or_, select
 from wtforms import SelectField, StringField
 from wtforms.fields import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
@@ -31,6 +31,14 @@ from webapp.tasks import enqueue, handler
 bp = Blueprint("catalog", __name__, url_prefix="/catalog")
 
 PAGE_SIZE = 50
+MAX_ID = 2**63 - 1  # what both databases can bind; larger numbers in a URL are not ours
+
+
+def get_or_404(model, ident: int | None):
+    row = db.session.get(model, ident) if ident is not None and 0 < ident <= MAX_ID else None
+    if row is None:
+        abort(404)
+    return row
 
 
 def normalised(value: str | None) -> str | None:
@@ -127,6 +135,7 @@ def index():
     elif category:
         query = query.where(Product.category == category)
     total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+    page = min(page, max(1, -(-total // PAGE_SIZE)))  # a page past the end shows the last
     products = db.session.scalars(
         query.order_by(Product.title, Product.sku).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     ).all()
@@ -161,10 +170,7 @@ def categories_context(**extra) -> dict:
 
 
 def category_or_404(category_id: int) -> Category:
-    category = db.session.get(Category, category_id)
-    if category is None:
-        abort(404)
-    return category
+    return get_or_404(Category, category_id)
 
 
 def category_edit_form(category: Category, formdata=None) -> CategoryForm:
@@ -271,16 +277,13 @@ def rules_context(**extra) -> dict:
         "categories": db.session.scalars(select(Category.name).order_by(Category.name)).all(),
         "tiers": TIERS,
         "add_form": extra.pop("add_form", None) or RuleForm(formdata=None),
-        "task": db.session.get(Task, task_id) if task_id else None,
+        "task": db.session.get(Task, task_id) if task_id and 0 < task_id <= MAX_ID else None,
         **extra,
     }
 
 
 def rule_or_404(rule_id: int) -> CategoryRule:
-    rule = db.session.get(CategoryRule, rule_id)
-    if rule is None:
-        abort(404)
-    return rule
+    return get_or_404(CategoryRule, rule_id)
 
 
 def rule_edit_form(rule: CategoryRule, formdata=None) -> RuleForm:
@@ -366,7 +369,7 @@ def update_rule(rule_id: int):
 
 @bp.post("/rules/<int:rule_id>/delete")
 def delete_rule(rule_id: int):
-    db.session.execute(delete(CategoryRule).where(CategoryRule.id == rule_id))
+    db.session.delete(rule_or_404(rule_id))
     db.session.commit()
     if not htmx:
         return redirect(url_for("catalog.rules"), 303)
@@ -393,8 +396,8 @@ def apply_rules():
 
 @bp.get("/tasks/<int:task_id>")
 def task_status(task_id: int):
-    task = db.session.get(Task, task_id)
-    if task is None or task.kind != "apply_category_rules":
+    task = get_or_404(Task, task_id)
+    if task.kind != "apply_category_rules":
         abort(404)
     if not htmx:
         return redirect(url_for("catalog.rules", task=task_id))
