@@ -219,3 +219,12 @@ def test_forced_format_that_does_not_fit_reports_missing_columns(app, runner):
     result = runner.invoke(args=["import-products", str(GENERIC), "--format", "shopify", "--json"])
     assert result.exit_code == 1
     assert "Missing column(s): Handle" in json.loads(result.output)["errors"][0]["message"]
+
+
+def test_values_too_long_for_the_database_are_bad_rows(app, tmp_path):
+    path = write(
+        tmp_path, f"sku,title,category,tier,price\n{'S' * 121},Thing,,,1\nA-1,Fine,{'c' * 81},,1\n"
+    )
+    result = import_products_file(path)
+    assert [e["line"] for e in result["errors"]] == [2, 3]
+    assert db.session.scalar(select(func.count(Product.id))) == 0

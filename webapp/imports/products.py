@@ -236,6 +236,7 @@ def _parse_shopify(header, rows) -> tuple[list[ProductRecord], list[RowError]]:
             _too_long(key, MAX_SKU, "Variant SKU")
             or _too_long(full_title, MAX_TITLE, "Title")
             or _too_long(product["type"], 255, "Type")
+            or _too_long(handle, 255, "Handle")
         )
         if problem:
             errors.append(RowError(line, problem))
@@ -283,6 +284,7 @@ def _parse_generic(header, rows) -> tuple[list[ProductRecord], list[RowError]]:
             _too_long(sku, MAX_SKU, "sku")
             or _too_long(title, MAX_TITLE, "title")
             or _too_long(normalise_name(category), MAX_CATEGORY, "category")
+            or _too_long(get(fields, "type"), 255, "type")
         )
         if problem:
             errors.append(RowError(line, problem))
