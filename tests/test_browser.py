@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +15,6 @@ from webapp.extensions import db
 from webapp.models import Customer
 
 pytestmark = pytest.mark.browser
-DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 @pytest.fixture
@@ -136,7 +133,3 @@ def test_customer_search_narrows_the_rows_in_place(owner_page, live_server, expe
     expect(owner_page).to_have_url(re.compile(r"[?&]q=gra\b"))
     assert owner_page.evaluate("window.patchworkSamePage") is True
 
-    if os.environ.get("PATCHWORK_SCREENSHOTS") == "1":
-        owner_page.goto(live_server.url + "/customers/")
-        expect(rows).to_have_count(10)
-        owner_page.screenshot(path=str(DOCS / "screenshot-customers.png"), full_page=False)
