@@ -132,7 +132,7 @@ def run_import(
 
         # Pass 2: write (or count) in short transactions.
         spool.seek(0)
-        writer = OrderWriter(f"{fmt}_csv", report=report, dry_run=dry_run)
+        writer = OrderWriter(f"{fmt}_csv", report=report, dry_run=dry_run, relaxed_commit=True)
         done = 0
         if progress is not None:
             progress(0, orders, "Previewing orders" if dry_run else "Writing orders")

@@ -28,10 +28,22 @@ Rules:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    String,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
@@ -132,8 +144,15 @@ class OrderWriter:
     a customer updated in two batches counts once and a dry run counts a customer created
     earlier in the same file once."""
 
-    def __init__(self, source: str, report: ImportReport | None = None, dry_run: bool = False):
+    def __init__(
+        self,
+        source: str,
+        report: ImportReport | None = None,
+        dry_run: bool = False,
+        relaxed_commit: bool = False,
+    ):
         self.source = source
+        self.relaxed_commit = relaxed_commit
         self.report = report if report is not None else ImportReport()
         self.dry_run = dry_run
         self.categoriser = load_categoriser()
@@ -149,6 +168,8 @@ class OrderWriter:
             return
         for attempt in (1, 2):
             try:
+                if self.relaxed_commit and not self.dry_run:
+                    _relax_commit()
                 delta = self._batch(records)
                 if self.dry_run:
                     db.session.rollback()
@@ -630,10 +651,30 @@ def refresh_customer_totals(customer_ids: set[int] | list[int]) -> None:
     )
 
 
+def _relax_commit() -> None:
+    """On PostgreSQL, let this transaction's commit return before its WAL reaches the disk.
+
+    Only for file imports: a crash may lose the last few committed batches, but never
+    corrupts anything, and the import is idempotent, so running it again completes it.
+    Writes that answer someone (the API, webhooks) keep the server's durable commits."""
+    connection = db.session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+
 def _in(column, values):
-    """column IN (values) as one expanding parameter: SQLAlchemy then skips coercing each
-    of the thousands of values of a batch one by one."""
-    return column.in_(bindparam(None, list(values), expanding=True, type_=column.type))
+    """column IN (values) with the whole list as one parameter: a JSON array read by
+    json_each on SQLite, an array compared with = ANY on PostgreSQL. The statement then
+    has the same text whatever the batch's size, so SQLAlchemy and psycopg compile and
+    cache it once, and the server parses a short query rather than thousands of
+    placeholders (an expanding IN cost a third of the import's time on PostgreSQL)."""
+    values = list(values)
+    if db.session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    listed = select(literal_column("value")).select_from(
+        func.json_each(bindparam(None, json.dumps(values), type_=String))
+    )
+    return column.in_(listed.scalar_subquery())
 
 
 def _aware(value):
