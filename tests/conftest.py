@@ -10,6 +10,8 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -44,22 +46,29 @@ def sqlite_url(tmp_path_factory) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def postgresql_url() -> str:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"patchwork_test_{worker}_{uuid.uuid4().hex[:6]}"
+@contextmanager
+def new_postgresql_database(prefix: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for the block; dropped afterwards."""
+    name = f"{prefix}_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:6]}"
     try:
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc.__class__.__name__}")
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    ensure_database(create_app("test", {"DATABASE_URL": url}))
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    with new_postgresql_database("patchwork_test") as url:
+        ensure_database(create_app("test", {"DATABASE_URL": url}))
+        yield url
 
 
 def empty_database() -> None:

@@ -3,14 +3,13 @@
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select, text
 
-from tests.conftest import PG_ADMIN_URL, unavailable
+from tests.conftest import new_postgresql_database
 from webapp.extensions import db
 from webapp.models import Category, ShopSettings
 
@@ -34,17 +33,8 @@ def fresh_database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    name = f"patchwork_fresh_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        unavailable(f"PostgreSQL is not reachable: {exc.__class__.__name__}")
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_postgresql_database("patchwork_fresh") as url:
+        yield url
 
 
 def test_commands_started_together_create_the_database_once(tmp_path, fresh_database_url):
