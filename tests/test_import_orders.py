@@ -402,9 +402,8 @@ def test_a_dry_run_counts_what_the_import_then_does_and_writes_nothing(app, tmp_
 
 
 def test_task_handlers_preview_then_import(app, tmp_path):
-    from webapp.tasks import enqueue, load_handlers, run_pending
+    from webapp.tasks import enqueue, run_pending
 
-    load_handlers()
     path = shutil.copy(SHOPIFY, tmp_path / "upload.csv")
     preview = enqueue("import_orders_preview", {"path": str(path), "format": None})
     run_pending()

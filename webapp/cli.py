@@ -140,7 +140,6 @@ def worker_command() -> None:
     """Run queued background work (imports started in the browser) until stopped."""
     from webapp import tasks
 
-    tasks.load_handlers()
     click.echo("Task runner started; Ctrl-C stops it.")
     stop = threading.Event()
     try:

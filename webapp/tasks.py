@@ -139,6 +139,7 @@ def run_task(task: Task, owner: str) -> None:
 
 def run_pending(owner: str | None = None) -> int:
     """Run queued tasks until none is left; returns how many ran."""
+    load_handlers()
     owner = owner or runner_name()
     ran = 0
     while (task := claim_next(owner)) is not None:
@@ -169,5 +170,9 @@ def start_runner_thread(app: Flask) -> threading.Event:
 
 
 def load_handlers() -> None:
-    """Import the modules whose @handler registrations the runner needs."""
+    """Import every module that registers @handler functions, so any runner can run any
+    task whatever the process imported before."""
+    import webapp.catalog_views  # noqa: F401
+    import webapp.imports.products  # noqa: F401
     import webapp.imports.service  # noqa: F401
+    import webapp.imports.uploads  # noqa: F401

@@ -184,7 +184,6 @@ def serve(host: str, port: int) -> None:
     from webapp import tasks
 
     app = current_app._get_current_object()
-    tasks.load_handlers()
     if "patchwork_task_runner" not in app.extensions:
         tasks.start_runner_thread(app)
     click.echo("Serving; Ctrl-C stops it.")
