@@ -114,7 +114,7 @@ def upsert_orders(
 class _Customer:
     """A customer touched by the batch: its stored values (None if new) and the new ones."""
 
-    __slots__ = ("id", "stored", "values", "profile_at", "erased", "keys")
+    __slots__ = ("id", "stored", "values", "profile_at", "erased", "keys", "totals")
 
     def __init__(self, stored: dict | None, profile_at: datetime | None = None):
         self.id: int | None = stored["id"] if stored else None
@@ -123,6 +123,8 @@ class _Customer:
         self.profile_at = profile_at
         self.erased = bool(stored and stored["erased_at"] is not None)
         self.keys: list[tuple[str, str]] = []
+        # orders_count, spent_cents, last_order_at of a new customer, from the batch alone.
+        self.totals: list = [0, 0, None]
 
 
 @dataclass
@@ -263,6 +265,14 @@ class OrderWriter:
             order_customer[r.external_id] = slot
             if slot is not None:
                 self._apply_evidence(slot, r, norm)
+                if slot.stored is None and r.cancelled_at is None:
+                    # A new customer's orders are all in this batch: its totals are known
+                    # here, inserted with it, and left out of the UPDATE of totals.
+                    totals = slot.totals
+                    totals[0] += 1
+                    totals[1] += r.total_cents - r.refunded_cents
+                    if totals[2] is None or r.placed_at > totals[2]:
+                        totals[2] = r.placed_at
 
         # Customers: insert the new, update the changed.
         new_slots = [s for s in resolver.slots if s.stored is None]
@@ -418,6 +428,7 @@ class OrderWriter:
                 self._line_rows(r, order_id, line_rows)
         if line_rows:
             bulk_insert(lines_t.name, LINE_COLUMNS, line_rows)
+        touched -= delta.created_customer_ids
         if touched:
             refresh_customer_totals(touched)
         return delta
@@ -438,13 +449,20 @@ class OrderWriter:
             rows.append(
                 tuple(v.get(k) for k in CUSTOMER_FIELDS[:-3])
                 + (bool(v.get("accepts_marketing")), v.get("consent_source"), v.get("consent_at"))
-                + (0, 0, now, now)
+                + (*s.totals, now, now)
             )
         bulk_insert(
             customers_t.name,
-            (*CUSTOMER_FIELDS, "orders_count", "spent_cents", "created_at", "updated_at"),
+            (
+                *CUSTOMER_FIELDS,
+                "orders_count",
+                "spent_cents",
+                "last_order_at",
+                "created_at",
+                "updated_at",
+            ),
             rows,
-            datetime_columns={"consent_at", "created_at", "updated_at"},
+            datetime_columns={"consent_at", "last_order_at", "created_at", "updated_at"},
         )
         ext_ids = [s.values["external_id"] for s in slots if s.values.get("external_id")]
         emails = [s.values["email_norm"] for s in slots if s.values.get("email_norm")]
