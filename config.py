@@ -25,7 +25,7 @@ class Config:
     RATELIMIT_STORAGE_URI: str = "memory://"
     UPLOAD_DIR: str = str(INSTANCE_DIR / "uploads")
     MAX_CONTENT_LENGTH: int = 256 * 1024 * 1024  # Shopify exports of 200 MB must fit
-    IMPORT_BATCH_SIZE: int = 2000  # orders per write transaction
+    IMPORT_BATCH_SIZE: int = 5000  # orders per write transaction (well under a second)
     TASK_POLL_SECONDS: float = 2.0
     RUN_TASKS_IN_PROCESS: bool = False  # the demo and `flask run` start a runner thread
     LOGIN_MAX_FAILURES: int = 5
