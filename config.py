@@ -7,7 +7,10 @@ whichever class ``PATCHWORK_CONFIG`` selects (default: ``default``).
 from __future__ import annotations
 
 import os
+import secrets
+import typing
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 INSTANCE_DIR = Path(os.environ.get("PATCHWORK_INSTANCE", Path(__file__).parent / "instance"))
 
@@ -15,7 +18,8 @@ INSTANCE_DIR = Path(os.environ.get("PATCHWORK_INSTANCE", Path(__file__).parent /
 class Config:
     """Default config: an embedded SQLite database under instance/, no server to install."""
 
-    SECRET_KEY: str = "dev-only-not-secret"
+    # Empty: the default config makes one on first start and keeps it in the instance folder.
+    SECRET_KEY: str = ""
     DATABASE_URL: str = f"sqlite:///{INSTANCE_DIR / 'patchwork.db'}"
     SENDGRID_API_KEY: str = ""
     SENDGRID_API_HOST: str = "https://api.sendgrid.com"
@@ -35,6 +39,10 @@ class Config:
     SESSION_COOKIE_SECURE: bool = False
     REMEMBER_COOKIE_HTTPONLY: bool = True
     REMEMBER_COOKIE_SAMESITE: str = "Lax"
+    REMEMBER_COOKIE_SECURE: bool = False
+    # Behind a reverse proxy: how many proxies set X-Forwarded-For/-Proto (0: none). Without
+    # it every login would come from the proxy's address and share one failure count.
+    PROXY_COUNT: int = 0
     WTF_CSRF_TIME_LIMIT: int | None = None
     TESTING: bool = False
 
@@ -48,7 +56,6 @@ class TestConfig(Config):
 
 
 class ProductionConfig(Config):
-    SECRET_KEY = ""
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     DATABASE_URL = "postgresql+psycopg://localhost/patchwork"
@@ -61,14 +68,34 @@ CONFIGS: dict[str, type[Config]] = {
 }
 
 
-def _coerce(raw: str, current: object) -> object:
-    if isinstance(current, bool):
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
-    if isinstance(current, int):
-        return int(raw)
-    if isinstance(current, float):
-        return float(raw)
+def _coerce(name: str, raw: str, kind: object) -> object:
+    """The environment's text as the type the config class declares for ``name``."""
+    kinds = typing.get_args(kind) or (kind,)  # "int | None" -> (int, NoneType)
+    try:
+        if bool in kinds:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if int in kinds:
+            return int(raw)
+        if float in kinds:
+            return float(raw)
+    except ValueError:
+        raise RuntimeError(f"{name}={raw!r} is not a valid {kinds[0].__name__}") from None
     return raw
+
+
+def _instance_secret_key() -> str:
+    """A random key made on first start and kept in the instance folder, so sessions
+    survive restarts and no two installations share a key."""
+    path = INSTANCE_DIR / "secret_key"
+    if not path.exists():
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(path, "x") as handle:
+                handle.write(secrets.token_hex(32))
+            path.chmod(0o600)
+        except FileExistsError:
+            pass  # another process made it at the same moment
+    return path.read_text().strip()
 
 
 def load_config(name: str | None = None, overrides: dict | None = None) -> dict:
@@ -80,11 +107,20 @@ def load_config(name: str | None = None, overrides: dict | None = None) -> dict:
         raise RuntimeError(
             f"PATCHWORK_CONFIG={name!r} is not one of {', '.join(CONFIGS)}"
         ) from None
+    hints = typing.get_type_hints(Config)
     settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
-    for key, value in settings.items():
+    for key in settings:
         if key in os.environ:
-            settings[key] = _coerce(os.environ[key], value)
+            settings[key] = _coerce(key, os.environ[key], hints.get(key, str))
     settings.update(overrides or {})
-    if name == "production" and settings["SECRET_KEY"] in ("", Config.SECRET_KEY):
-        raise RuntimeError("The production config refuses to start without a real SECRET_KEY.")
+    if not settings["SECRET_KEY"]:
+        if name == "production":
+            raise RuntimeError("The production config refuses to start without a SECRET_KEY.")
+        settings["SECRET_KEY"] = _instance_secret_key()
+    try:
+        ZoneInfo(settings["SHOP_TIMEZONE"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RuntimeError(
+            f"SHOP_TIMEZONE={settings['SHOP_TIMEZONE']!r} is not a time zone like Europe/Berlin"
+        ) from None
     return settings

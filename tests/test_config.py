@@ -66,3 +66,32 @@ def test_sqlite_runs_with_wal_and_foreign_keys(tmp_path):
         assert db.session.scalar(text("PRAGMA journal_mode")) == "wal"
         assert db.session.scalar(text("PRAGMA foreign_keys")) == 1
         db.engine.dispose()
+
+
+def test_optional_numbers_from_the_environment_are_numbers(monkeypatch):
+    monkeypatch.setenv("WTF_CSRF_TIME_LIMIT", "3600")
+    assert load_config("default")["WTF_CSRF_TIME_LIMIT"] == 3600
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("IMPORT_BATCH_SIZE", "lots", "IMPORT_BATCH_SIZE='lots' is not a valid int"),
+        ("SHOP_TIMEZONE", "Mars/Base", "SHOP_TIMEZONE='Mars/Base' is not a time zone"),
+    ],
+)
+def test_a_bad_setting_stops_the_start_with_its_name(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match=message):
+        load_config("default")
+
+
+def test_the_default_config_keeps_a_random_secret_key_in_the_instance_folder(monkeypatch, tmp_path):
+    import config
+
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.setattr(config, "INSTANCE_DIR", tmp_path)
+    first = load_config("default")["SECRET_KEY"]
+    assert len(first) == 64
+    assert load_config("default")["SECRET_KEY"] == first
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, abort, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from config import INSTANCE_DIR, load_config
 
@@ -26,13 +28,18 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
-    from webapp.extensions import csrf, db, htmx, limiter, login_manager, migrate
+    if app.config["PROXY_COUNT"]:
+        n = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+    # Ids in URLs beyond what an INTEGER column holds are a 404, not a database error.
+    app.url_map.converters["int"] = DatabaseIdConverter
+
+    from webapp.extensions import csrf, db, htmx, login_manager, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     csrf.init_app(app)
     htmx.init_app(app)
-    limiter.init_app(app)
     login_manager.init_app(app)
 
     from webapp import (
@@ -56,11 +63,28 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     from webapp.cli import register_commands
 
     register_commands(app)
+    app.before_request(reject_nul_characters)
+    app.before_request(auth.require_login)
     web.register_template_helpers(app)
 
     if app.config["RUN_TASKS_IN_PROCESS"]:
         tasks.start_runner_thread(app)
     return app
+
+
+class DatabaseIdConverter(IntegerConverter):
+    """<int:...> limited to PostgreSQL's INTEGER range."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
+
+
+def reject_nul_characters():
+    """No text column takes a NUL character (PostgreSQL refuses them): say so up front."""
+    values = [*request.args.values(), *request.form.values()]
+    if any("\x00" in value for value in values):
+        abort(400, "Text may not contain NUL characters.")
 
 
 def normalise_database_url(url: str) -> str:

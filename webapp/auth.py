@@ -163,6 +163,8 @@ def login():
             db.session.commit()
             login_user(user)
             return redirect(safe_next(request.args.get("next")))
+        window = timedelta(seconds=current_app.config["LOGIN_WINDOW_SECONDS"])
+        db.session.execute(delete(LoginFailure).where(LoginFailure.at < datetime.now(UTC) - window))
         db.session.add(LoginFailure(email=email, ip=ip))
         db.session.commit()
         form.password.errors.append("Wrong email or password.")

@@ -8,7 +8,6 @@ from flask import Blueprint, Flask, render_template
 from flask_login import current_user
 from sqlalchemy import func, select
 
-from webapp.auth import require_login
 from webapp.extensions import db
 from webapp.models import Customer, Order, Task
 from webapp.shop import get_shop, shop_timezone
@@ -49,7 +48,6 @@ def format_datetime(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 def register_template_helpers(app: Flask) -> None:
-    app.before_request(require_login)
     app.add_template_filter(format_money, "money")
     app.add_template_filter(format_datetime, "shoptime")
     app.add_template_filter(lambda v: format_datetime(v, "%Y-%m-%d"), "shopdate")
