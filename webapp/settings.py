@@ -18,7 +18,6 @@ from flask import (
     make_response,
     redirect,
     render_template,
-    session,
     url_for,
 )
 from flask_wtf import FlaskForm
@@ -43,8 +42,6 @@ bp = Blueprint("settings", __name__, url_prefix="/settings")
 TOKEN_MARKER = "pw_"  # lets secret scanners and people recognise a leaked Patchwork token
 # A fresh secret travels to the next page view in the session, then is gone: post/redirect/get
 # without ever showing a stored secret back.
-NEW_TOKEN_KEY = "settings.new_api_token"
-NEW_EMBED_SECRET_KEY = "settings.new_embed_secret"
 
 
 # --- values ------------------------------------------------------------------------------
@@ -237,18 +234,24 @@ def public_url(endpoint: str) -> str:
 # --- views -------------------------------------------------------------------------------
 
 
-def render_page(shop: ShopSettings, **forms):
+def render_page(
+    shop: ShopSettings,
+    new_token: dict | None = None,
+    new_embed_secret: str | None = None,
+    **forms,
+):
+    """The whole page. A fresh secret is rendered straight into the POST's answer, never
+    carried through the session: Flask's session cookie is signed, not encrypted."""
     forms.setdefault("form", ShopForm(obj=shop))
     forms.setdefault("secret_form", WebhookSecretForm())
-    forms.setdefault("token_form", TokenForm())
-    new_token = session.pop(NEW_TOKEN_KEY, None)
+    forms.setdefault("token_form", TokenForm(formdata=None))
     response = make_response(
         render_template(
             "settings/index.html",
             shop=shop,
             tokens=list_api_tokens(),
             new_token=new_token,
-            new_embed_secret=session.pop(NEW_EMBED_SECRET_KEY, None),
+            new_embed_secret=new_embed_secret,
             webhook_url=public_url("api.shopify_orders_webhook"),
             api_url=public_url("api.orders"),
             last4=last4,
@@ -305,13 +308,12 @@ def regenerate_embed_secret():
     shop = get_shop()
     shop.embed_secret = secrets.token_hex(32)
     db.session.commit()
-    session[NEW_EMBED_SECRET_KEY] = shop.embed_secret
     flash(
         "New embed secret made. Update the secret your shop's pages sign with: "
         "signatures made with the old one no longer link shoppers.",
         "success",
     )
-    return redirect(url_for("settings.index", _anchor="secrets"))
+    return render_page(shop, new_embed_secret=shop.embed_secret)
 
 
 @bp.route("/tokens", methods=["POST"])
@@ -325,8 +327,7 @@ def create_token():
     new_token = {"id": token.id, "name": token.name, "token": plain}
     if htmx:
         return render_tokens(TokenForm(formdata=None), new_token)
-    session[NEW_TOKEN_KEY] = new_token
-    return redirect(url_for("settings.index", _anchor="api-tokens"))
+    return render_page(get_shop(), new_token=new_token)
 
 
 @bp.route("/tokens/<int:token_id>/revoke", methods=["POST"])
