@@ -193,6 +193,9 @@ def test_rows_of_an_order_must_be_consecutive_and_appear_once(app, runner, tmp_p
 def test_json_prints_one_object_also_on_failure(app, runner, tmp_path):
     code, out = run_json(runner, tmp_path / "missing.csv")
     assert code == 1 and "Cannot read" in out["error"]
+    # The usual shape too, so a script reads one kind of object: line 0 is the whole file.
+    assert [out[k] for k in COUNTS] == [0] * 5
+    assert out["errors"] == [{"line": 0, "message": out["error"]}]
 
     code, out = run_json(runner, write_csv(tmp_path, "a,b,c\n1,2,3\n"))
     assert code == 1 and "neither a Shopify orders export" in out["error"]

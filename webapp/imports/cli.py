@@ -7,6 +7,7 @@ import sys
 import click
 
 from webapp.cli import CommandError, emit_json, json_errors, needs_database
+from webapp.imports.records import ImportReport, RowError
 
 # The command line lists every bad row, within reason.
 MAX_CLI_ERRORS = 100_000
@@ -43,19 +44,14 @@ def import_orders_command(file: str, fmt: str | None, as_json: bool, skip_bad_ro
             file, fmt=fmt, skip_bad_rows=skip_bad_rows, max_errors=MAX_CLI_ERRORS
         )
     except ImportFileError as exc:
-        raise CommandError(str(exc)) from None
+        if not as_json:
+            raise CommandError(str(exc)) from None
+        # The same object as ever, so scripts read one shape: line 0 is the file as a whole.
+        emit_json(_summary(ImportReport(errors=[RowError(0, str(exc))])) | {"error": str(exc)})
+        sys.exit(1)
     refused = bool(report.bad_rows_total) and not skip_bad_rows
     if as_json:
-        emit_json(
-            {
-                "customers_created": report.customers_created,
-                "customers_updated": report.customers_updated,
-                "orders_created": report.orders_created,
-                "orders_updated": report.orders_updated,
-                "lines": report.lines,
-                "errors": [{"line": e.line, "message": e.message} for e in report.errors],
-            }
-        )
+        emit_json(_summary(report))
     else:
         if refused:
             click.echo(
@@ -75,3 +71,14 @@ def import_orders_command(file: str, fmt: str | None, as_json: bool, skip_bad_ro
             click.echo(f"... and {report.bad_rows_total - len(report.errors)} more", err=True)
     if refused:
         sys.exit(1)
+
+
+def _summary(report: ImportReport) -> dict:
+    return {
+        "customers_created": report.customers_created,
+        "customers_updated": report.customers_updated,
+        "orders_created": report.orders_created,
+        "orders_updated": report.orders_updated,
+        "lines": report.lines,
+        "errors": [{"line": e.line, "message": e.message} for e in report.errors],
+    }
