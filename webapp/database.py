@@ -68,6 +68,7 @@ def seed_shop() -> None:
             timezone=tz,
             embed_key=secrets.token_urlsafe(12),
             embed_secret=secrets.token_hex(32),
+            erasure_key=secrets.token_hex(32),
             webhook_secret="",
         )
     )

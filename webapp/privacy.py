@@ -7,6 +7,7 @@ and keeps a one-way hash of the email so that a later import never brings the pe
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,8 +32,12 @@ PERSONAL_FIELDS = (
 
 
 def email_hash(email: str) -> str:
-    """One-way SHA-256 of the normalised (trimmed, lower-cased) email."""
-    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    """A one-way HMAC-SHA256 of the normalised (trimmed, lower-cased) email, keyed with this
+    installation's secret erasure key: a plain hash of an email is reversed by a dictionary."""
+    from webapp.shop import get_shop
+
+    key = get_shop().erasure_key.encode()
+    return hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -121,6 +121,8 @@ def _text(value: object, max_length: int, *, required: bool = False) -> str | No
         return None
     if len(text) > max_length:
         raise PayloadError(f"is longer than {max_length} characters")
+    if "\x00" in text:
+        raise PayloadError("must not contain NUL characters")
     return text
 
 

@@ -24,5 +24,7 @@ class ShopSettings(db.Model):
     embed_key: Mapped[str] = mapped_column(String(64), default="")
     embed_secret: Mapped[str] = mapped_column(String(128), default="")
     webhook_secret: Mapped[str] = mapped_column(String(128), default="")
+    # Keys the hashes of erased customers' emails (webapp.privacy.email_hash); never shown.
+    erasure_key: Mapped[str] = mapped_column(String(64), default="")
     allowed_origins: Mapped[str] = mapped_column(Text, default="")
     trust_unsigned_identity: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 19:58:29.923714
+Create Date: 2026-11-22 21:09:18.115131
 
 """
 from alembic import op
@@ -118,6 +118,7 @@ def upgrade():
     sa.Column('embed_key', sa.String(length=64), nullable=False),
     sa.Column('embed_secret', sa.String(length=128), nullable=False),
     sa.Column('webhook_secret', sa.String(length=128), nullable=False),
+    sa.Column('erasure_key', sa.String(length=64), nullable=False),
     sa.Column('allowed_origins', sa.Text(), nullable=False),
     sa.Column('trust_unsigned_identity', sa.Boolean(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_shop_settings'))
