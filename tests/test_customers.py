@@ -1,52 +1,15 @@
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
+from tests.factories import T0, add_customer, add_order
 from webapp import customers as customer_list
 from webapp.extensions import db
-from webapp.models import Customer, Order, OrderLine
+from webapp.models import Customer
 from webapp.privacy import erase_customer
 
 HX = {"HX-Request": "true", "HX-Target": "customer-results", "HX-Trigger": "search"}
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def add_customer(first=None, last=None, email=None, **fields) -> Customer:
-    customer = Customer(
-        first_name=first,
-        last_name=last,
-        email=email,
-        email_norm=email.strip().lower() if email else None,
-        **fields,
-    )
-    db.session.add(customer)
-    db.session.commit()
-    return customer
-
-
-def add_order(customer, external_id, total_cents, lines=(), **fields) -> Order:
-    order = Order(
-        customer_id=customer.id,
-        external_id=external_id,
-        placed_at=fields.pop("placed_at", T0),
-        total_cents=total_cents,
-        **fields,
-    )
-    for position, (name, sku, quantity, price, category) in enumerate(lines, start=1):
-        order.lines.append(
-            OrderLine(
-                position=position,
-                name=name,
-                sku=sku,
-                quantity=quantity,
-                price_cents=price,
-                category=category,
-            )
-        )
-    db.session.add(order)
-    db.session.commit()
-    return order
 
 
 def row_names(html: str) -> list[str]:

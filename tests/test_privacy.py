@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 
 from tests.conftest import csrf_from
-from tests.test_customers import add_customer, add_order
+from tests.factories import add_customer, add_order
 from webapp.extensions import db
 from webapp.models import Customer, ErasedEmail, Order
 from webapp.privacy import email_hash, erase_customer, export_customer
