@@ -468,10 +468,27 @@ def test_money_is_exact_cents(text, cents):
     assert parse_cents(text) == cents
 
 
-@pytest.mark.parametrize("text", ["", "12,50", "$12", "1e3", "NaN", "1.234", "12.5.0", "١٢"])
+@pytest.mark.parametrize(
+    "text", ["", "12,50", "$12", "1e3", "NaN", "1.234", "12.5.0", "١٢", "99999999999999999999"]
+)
 def test_bad_money_is_refused(text):
     with pytest.raises(ValueError):
         parse_cents(text)
+
+
+def test_huge_numbers_are_bad_rows_with_their_line_not_a_failed_import(app, runner, tmp_path):
+    path = write_csv(
+        tmp_path,
+        "order_id,email,placed_at,total,line_name,quantity,price\n"
+        "A1,a@example.com,2024-01-02,10.00,Yarn,1,10.00\n"
+        "A2,b@example.com,2024-01-02,99999999999999999999999,Yarn,1,10.00\n"
+        "A3,c@example.com,2024-01-02,10.00,Yarn,99999999999999,10.00\n",
+    )
+    code, out = run_json(runner, path)
+    assert code == 1
+    assert [e["line"] for e in out["errors"]] == [3, 4]
+    assert "too large" in out["errors"][0]["message"]
+    assert db.session.scalar(select(func.count(Order.id))) == 0
 
 
 def test_shopify_dates_and_shop_local_dates():

@@ -33,13 +33,14 @@ def write(tmp_path: Path, text: str, name: str = "products.csv") -> Path:
 
 @pytest.mark.parametrize(
     "raw, cents",
-    [("12.50", 1250), ("7", 700), ("4.5", 450), ("1,234.00", 123400), ("", None), ("0", 0)],
+    [("12.50", 1250), ("7", 700), ("4.5", 450), ("1234.00", 123400), ("", None), ("0", 0)],
 )
 def test_prices_become_exact_cents(raw, cents):
     assert parse_price(raw) == cents
 
 
-@pytest.mark.parametrize("raw", ["abc", "-1", "1.234", "nan", "inf"])
+# One money rule for every import: no thousands separators (is "1,234" 1234 or 1.234?).
+@pytest.mark.parametrize("raw", ["abc", "-1", "1.234", "nan", "inf", "1,234.00", "1e2"])
 def test_bad_prices_are_refused(raw):
     with pytest.raises(ValueError):
         parse_price(raw)
@@ -142,7 +143,7 @@ def test_a_bad_row_reports_its_physical_line_and_imports_nothing(app, tmp_path):
 
     assert result["products_created"] == result["products_updated"] == 0
     assert result["errors"] == [
-        {"line": 5, "message": "Variant Price: price 'abc' is not a number"}
+        {"line": 5, "message": "Variant Price: price 'abc' is not an amount like 1234.50"}
     ]
     assert db.session.scalar(select(func.count(Product.id))) == 0
 
@@ -199,7 +200,9 @@ def test_cli_json_with_bad_rows_exits_1(app, runner, tmp_path):
     result = runner.invoke(args=["import-products", str(path), "--json", "--format", "generic"])
     assert result.exit_code == 1
     payload = json.loads(result.output)
-    assert payload["errors"] == [{"line": 2, "message": "price 'abc' is not a number"}]
+    assert payload["errors"] == [
+        {"line": 2, "message": "price 'abc' is not an amount like 1234.50"}
+    ]
     assert payload["products_created"] == 0
 
 

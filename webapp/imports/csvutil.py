@@ -43,8 +43,9 @@ def read_rows(handle: IO[str]) -> Iterator[tuple[int, list[str]]]:
     except csv.Error as exc:
         raise ImportFileError(f"line {ended + 1}: the file is not a valid CSV ({exc})") from None
     except UnicodeDecodeError:
+        # No line number: the decoder reads ahead in blocks, so it would name the wrong one.
         raise ImportFileError(
-            f"line {ended + 1}: the file is not UTF-8 text; export it again as CSV (UTF-8)"
+            "the file is not UTF-8 text; export it again as CSV (UTF-8)"
         ) from None
 
 
@@ -155,6 +156,11 @@ _CENTS: dict[str, int] = {}  # a shop's prices repeat: most amounts are parsed o
 _CENTS_MAX = 100_000
 
 
+# Larger amounts are typing mistakes, and would not fit a BIGINT once summed.
+MAX_CENTS = 10**13
+MAX_QUANTITY = 1_000_000
+
+
 def parse_cents(text: str, what: str = "amount") -> int:
     """'12.5' -> 1250, exactly (string arithmetic, never a float). Rejects anything else:
     thousands separators, currency signs, more than two decimals that are not zeros."""
@@ -184,7 +190,10 @@ def _parse_cents(text: str, what: str) -> int:
         or (frac and not frac.isdigit())
     ):
         raise ValueError(f"{what} {text.strip()!r} is not an amount like 1234.50")
-    return sign * (int(whole or "0") * 100 + int((frac + "00")[:2]))
+    cents = int(whole or "0") * 100 + int((frac + "00")[:2])
+    if cents >= MAX_CENTS:
+        raise ValueError(f"{what} {text.strip()!r} is too large")
+    return sign * cents
 
 
 def parse_optional_cents(text: str, what: str = "amount") -> int:
@@ -195,6 +204,8 @@ def parse_quantity(text: str) -> int:
     s = text.strip()
     if not (s.isascii() and s.isdigit()):
         raise ValueError(f"quantity {s!r} is not a whole number of 0 or more")
+    if int(s) > MAX_QUANTITY:
+        raise ValueError(f"quantity {s!r} is too large")
     return int(s)
 
 

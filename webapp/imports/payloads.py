@@ -22,7 +22,7 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
-from webapp.imports.csvutil import DateParser
+from webapp.imports.csvutil import MAX_CENTS, DateParser
 from webapp.imports.csvutil import parse_cents as csv_parse_cents
 from webapp.imports.records import LineRecord, OrderRecord
 
@@ -31,8 +31,6 @@ MAX_ID_LENGTH = 120
 MAX_NAME_LENGTH = 120
 MAX_LINE_NAME_LENGTH = 500
 MAX_EMAIL_LENGTH = 320
-# Far above any real order, far below BIGINT: catches unit mistakes (cents sent as dollars x100).
-MAX_CENTS = 10**13
 
 ORDER_FIELDS = {
     "order_id",
