@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     String,
-    any_,
     bindparam,
     delete,
     func,
@@ -43,7 +42,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
@@ -681,14 +679,14 @@ def _relax_commit() -> None:
 
 
 def _in(column, values):
-    """column IN (values) with the whole list as one parameter: a JSON array read by
-    json_each on SQLite, an array compared with = ANY on PostgreSQL. The statement then
-    has the same text whatever the batch's size, so SQLAlchemy and psycopg compile and
-    cache it once, and the server parses a short query rather than thousands of
-    placeholders (an expanding IN cost a third of the import's time on PostgreSQL)."""
+    """column IN (values). On SQLite the whole list is one parameter, a JSON array read by
+    json_each: the statement has the same text whatever the batch's size, so SQLAlchemy
+    compiles and caches it once. On PostgreSQL an expanding IN: with one array parameter
+    (= ANY) psycopg's prepared statements fall back to a generic plan after a few batches,
+    and the planner then scans every order for each batch's totals (minutes at 1M lines)."""
     values = list(values)
     if db.session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        return column.in_(bindparam(None, values, expanding=True, type_=column.type))
     listed = select(literal_column("value")).select_from(
         func.json_each(bindparam(None, json.dumps(values), type_=String))
     )
