@@ -28,23 +28,22 @@ Rules:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import (
-    String,
     bindparam,
     delete,
     func,
-    literal_column,
     or_,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
+from webapp.catalog import Categoriser
 from webapp.extensions import db
+from webapp.imports.bulk import aware, bulk_insert, in_keys, relax_commit
 from webapp.imports.records import ImportReport, OrderRecord
 from webapp.models import Customer, ErasedEmail, Order, OrderLine
 from webapp.privacy import email_hash
@@ -76,21 +75,6 @@ ORDER_FIELDS = (
     "source",
     "tags",
 )
-
-
-class _NoCatalogue:
-    """Stands in until webapp.catalog.Categoriser exists: lines stay uncategorised."""
-
-    def for_line(self, sku: str | None, name: str) -> tuple[int | None, str | None, str | None]:
-        return None, None, None
-
-
-def load_categoriser():
-    try:
-        from webapp.catalog import Categoriser  # type: ignore[attr-defined]
-    except ImportError:
-        return _NoCatalogue()
-    return Categoriser.load(db.session)
 
 
 def upsert_orders(
@@ -155,7 +139,7 @@ class OrderWriter:
         self.relaxed_commit = relaxed_commit
         self.report = report if report is not None else ImportReport()
         self.dry_run = dry_run
-        self.categoriser = load_categoriser()
+        self.categoriser = Categoriser.load(db.session)
         self._updated_customers: set[int] = set()
         self._created_customers: set[int] = set()  # created by this import: never "updated"
         self._new_customer_keys: set[tuple[str, str]] = set()
@@ -169,7 +153,7 @@ class OrderWriter:
         for attempt in (1, 2):
             try:
                 if self.relaxed_commit and not self.dry_run:
-                    _relax_commit()
+                    relax_commit()
                 delta = self._batch(records)
                 if self.dry_run:
                     db.session.rollback()
@@ -214,7 +198,7 @@ class OrderWriter:
             erased_by_hash = dict(
                 session.execute(
                     select(ErasedEmail.email_hash, ErasedEmail.customer_id).where(
-                        _in(ErasedEmail.email_hash, list(hashes.values()))
+                        in_keys(ErasedEmail.email_hash, list(hashes.values()))
                     )
                 ).all()
             )
@@ -234,8 +218,8 @@ class OrderWriter:
                         customers_t.c.erased_at,
                     ).where(
                         or_(
-                            _in(customers_t.c.external_id, list(ext_ids)),
-                            _in(customers_t.c.email_norm, live_emails),
+                            in_keys(customers_t.c.external_id, list(ext_ids)),
+                            in_keys(customers_t.c.email_norm, live_emails),
                         )
                     )
                 )
@@ -245,12 +229,12 @@ class OrderWriter:
             latest = dict(
                 session.execute(
                     select(orders_t.c.customer_id, func.max(orders_t.c.placed_at))
-                    .where(_in(orders_t.c.customer_id, [c["id"] for c in stored_customers]))
+                    .where(in_keys(orders_t.c.customer_id, [c["id"] for c in stored_customers]))
                     .group_by(orders_t.c.customer_id)
                 ).all()
             )
             # SQLite hands aggregates back without the column type's conversion.
-            latest = {k: _aware(v) for k, v in latest.items() if v is not None}
+            latest = {k: aware(v) for k, v in latest.items() if v is not None}
 
         resolver = _CustomerResolver(stored_customers, latest)
         order_customer: dict[str, _Customer | int | None] = {}
@@ -310,8 +294,8 @@ class OrderWriter:
             for row in session.execute(
                 select(orders_t.c.id, *(orders_t.c[k] for k in ORDER_FIELDS)).where(
                     or_(
-                        _in(orders_t.c.external_id, order_ext),
-                        _in(orders_t.c.shopify_id, shopify_ids),
+                        in_keys(orders_t.c.external_id, order_ext),
+                        in_keys(orders_t.c.shopify_id, shopify_ids),
                     )
                 )
             )
@@ -328,7 +312,7 @@ class OrderWriter:
                     lines_t.c.quantity,
                     lines_t.c.price_cents,
                 )
-                .where(_in(lines_t.c.order_id, [o["id"] for o in stored_orders]))
+                .where(in_keys(lines_t.c.order_id, [o["id"] for o in stored_orders]))
                 .order_by(lines_t.c.order_id, lines_t.c.position)
             ):
                 stored_lines.setdefault(row[0], []).append(tuple(row[1:]))
@@ -401,7 +385,7 @@ class OrderWriter:
             ids = dict(
                 session.execute(
                     select(orders_t.c.external_id, orders_t.c.id).where(
-                        _in(orders_t.c.external_id, [r.external_id for r, _ in new_orders])
+                        in_keys(orders_t.c.external_id, [r.external_id for r, _ in new_orders])
                     )
                 ).all()
             )
@@ -420,7 +404,7 @@ class OrderWriter:
             )
         if relined:
             session.execute(
-                delete(lines_t).where(_in(lines_t.c.order_id, [oid for _, oid in relined]))
+                delete(lines_t).where(in_keys(lines_t.c.order_id, [oid for _, oid in relined]))
             )
             for r, order_id in relined:
                 self._line_rows(r, order_id, line_rows)
@@ -468,7 +452,10 @@ class OrderWriter:
         by_email: dict[str, int] = {}
         for cid, ext, norm in db.session.execute(
             select(customers_t.c.id, customers_t.c.external_id, customers_t.c.email_norm).where(
-                or_(_in(customers_t.c.external_id, ext_ids), _in(customers_t.c.email_norm, emails))
+                or_(
+                    in_keys(customers_t.c.external_id, ext_ids),
+                    in_keys(customers_t.c.email_norm, emails),
+                )
             )
         ):
             if ext:
@@ -580,52 +567,6 @@ LINE_COLUMNS = (
 )
 
 
-def bulk_insert(
-    table: str,
-    columns: tuple[str, ...],
-    rows: list[tuple],
-    datetime_columns: set[str] = frozenset(),
-) -> None:
-    """Insert many rows at the speed of the driver: COPY on PostgreSQL, one executemany on
-    SQLite. Bypasses SQLAlchemy's per-value type processing (a third of the import's time
-    at a million lines), so every column must be given and datetimes must be aware; on
-    SQLite they are stored the way UTCDateTime stores them (naive UTC text)."""
-    connection = db.session.connection()
-    names = ", ".join(columns)
-    if connection.dialect.name == "postgresql":
-        cursor = connection.connection.driver_connection.cursor()
-        statement = f"COPY {table} ({names}) FROM STDIN"
-        try:
-            with cursor.copy(statement) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        except connection.dialect.dbapi.IntegrityError as exc:
-            # Raised as SQLAlchemy raises it, so that callers retry a concurrent insert.
-            raise IntegrityError(statement, None, exc) from exc
-        return
-    if datetime_columns:
-        at = [i for i, name in enumerate(columns) if name in datetime_columns]
-        memo: dict = {}  # created_at/updated_at are one value for the whole batch
-        rows = [_sqlite_times(row, at, memo) for row in rows]
-    marks = ", ".join("?" * len(columns))
-    connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
-
-
-def _sqlite_times(row: tuple, at: list[int], memo: dict) -> tuple:
-    values = list(row)
-    for i in at:
-        value = values[i]
-        if value is not None:
-            text = memo.get(value)
-            if text is None:
-                text = str(value.astimezone(UTC))[:-6]  # drop "+00:00"
-                if len(text) == 19:
-                    text += ".000000"
-                memo[value] = text
-            values[i] = text
-    return tuple(values)
-
-
 def refresh_customer_totals(customer_ids: set[int] | list[int]) -> None:
     """Recompute orders_count, spent_cents and last_order_at of the given customers,
     set-based: one grouped scan of their orders that are not cancelled (spend net of
@@ -639,7 +580,7 @@ def refresh_customer_totals(customer_ids: set[int] | list[int]) -> None:
             func.sum(o.c.total_cents - o.c.refunded_cents).label("spent"),
             func.max(o.c.placed_at).label("last"),
         )
-        .where(_in(o.c.customer_id, ids), o.c.cancelled_at.is_(None))
+        .where(in_keys(o.c.customer_id, ids), o.c.cancelled_at.is_(None))
         .group_by(o.c.customer_id)
         .subquery("agg")
     )
@@ -661,41 +602,7 @@ def refresh_customer_totals(customer_ids: set[int] | list[int]) -> None:
     live = select(o.c.id).where(o.c.customer_id == c.id, o.c.cancelled_at.is_(None)).exists()
     db.session.execute(
         update(customers_t)
-        .where(_in(c.id, ids), ~live, or_(c.orders_count != 0, c.last_order_at.is_not(None)))
+        .where(in_keys(c.id, ids), ~live, or_(c.orders_count != 0, c.last_order_at.is_not(None)))
         .values(orders_count=0, spent_cents=0, last_order_at=None)
         .execution_options(synchronize_session=False)
     )
-
-
-def _relax_commit() -> None:
-    """On PostgreSQL, let this transaction's commit return before its WAL reaches the disk.
-
-    Only for file imports: a crash may lose the last few committed batches, but never
-    corrupts anything, and the import is idempotent, so running it again completes it.
-    Writes that answer someone (the API, webhooks) keep the server's durable commits."""
-    connection = db.session.connection()
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("SET LOCAL synchronous_commit = off")
-
-
-def _in(column, values):
-    """column IN (values). On SQLite the whole list is one parameter, a JSON array read by
-    json_each: the statement has the same text whatever the batch's size, so SQLAlchemy
-    compiles and caches it once. On PostgreSQL an expanding IN: with one array parameter
-    (= ANY) psycopg's prepared statements fall back to a generic plan after a few batches,
-    and the planner then scans every order for each batch's totals (minutes at 1M lines)."""
-    values = list(values)
-    if db.session.get_bind().dialect.name == "postgresql":
-        return column.in_(bindparam(None, values, expanding=True, type_=column.type))
-    listed = select(literal_column("value")).select_from(
-        func.json_each(bindparam(None, json.dumps(values), type_=String))
-    )
-    return column.in_(listed.scalar_subquery())
-
-
-def _aware(value):
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
