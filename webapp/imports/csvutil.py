@@ -158,6 +158,8 @@ _CENTS_MAX = 100_000
 
 # Larger amounts are typing mistakes, and would not fit a BIGINT once summed.
 MAX_CENTS = 10**13
+# The length of the String columns that hold the shop's ids (orders, customers, SKUs).
+MAX_ID = 120
 MAX_QUANTITY = 1_000_000
 
 

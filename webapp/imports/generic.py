@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from datetime import tzinfo
 
 from webapp.imports.csvutil import (
+    MAX_ID,
     Columns,
     DateParser,
     ImportFileError,
@@ -28,7 +29,6 @@ from webapp.imports.csvutil import (
 )
 from webapp.imports.records import LineRecord, OrderRecord, RowError
 
-MAX_ID = 120
 REQUIRED = ("order_id", "placed_at", "total")
 
 

@@ -22,12 +22,11 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
-from webapp.imports.csvutil import MAX_CENTS, DateParser
+from webapp.imports.csvutil import MAX_CENTS, MAX_ID, DateParser
 from webapp.imports.csvutil import parse_cents as csv_parse_cents
 from webapp.imports.records import LineRecord, OrderRecord
 
 MAX_ORDERS_PER_CALL = 1000
-MAX_ID_LENGTH = 120
 MAX_NAME_LENGTH = 120
 MAX_LINE_NAME_LENGTH = 500
 MAX_EMAIL_LENGTH = 320
@@ -229,8 +228,8 @@ def _parse_api_order(
     for key in sorted(set(raw) - ORDER_FIELDS):
         c.fail(key, "is not a known field")
 
-    order_id = c.get("order_id", _text, raw.get("order_id"), MAX_ID_LENGTH, required=True)
-    customer_id = c.get("customer_id", _text, raw.get("customer_id"), MAX_ID_LENGTH)
+    order_id = c.get("order_id", _text, raw.get("order_id"), MAX_ID, required=True)
+    customer_id = c.get("customer_id", _text, raw.get("customer_id"), MAX_ID)
     email = c.get("email", _email, raw.get("email"))
     if customer_id is None and email is None and not c.has_error("customer_id", "email"):
         c.fail("customer_id", "give customer_id or email, so the order belongs to a customer")
@@ -297,7 +296,7 @@ def _parse_api_lines(c: _Collector, raw_lines: object) -> list[LineRecord]:
         for key in sorted(set(raw) - LINE_FIELDS):
             c.fail(f"{where}.{key}", "is not a known field")
         name = c.get(f"{where}.name", _text, raw.get("name"), MAX_LINE_NAME_LENGTH, required=True)
-        sku = c.get(f"{where}.sku", _text, raw.get("sku"), MAX_ID_LENGTH)
+        sku = c.get(f"{where}.sku", _text, raw.get("sku"), MAX_ID)
         quantity = price = None
         if "quantity" not in raw:
             c.fail(f"{where}.quantity", "is required")
@@ -330,7 +329,7 @@ def parse_shopify_order(payload: object) -> OrderRecord:
     where = "order"
     try:
         where = "name"
-        name = _text(payload.get("name"), MAX_ID_LENGTH, required=True)
+        name = _text(payload.get("name"), MAX_ID, required=True)
         where = "id"
         shopify_id = _shopify_id(payload.get("id"), required=True)
         where = "created_at"
@@ -474,7 +473,7 @@ def _shopify_lines(items: object) -> list[LineRecord]:
                     name=name,
                     quantity=_quantity(item.get("quantity")),
                     price_cents=parse_cents(item.get("price")),
-                    sku=_text(item.get("sku"), MAX_ID_LENGTH),
+                    sku=_text(item.get("sku"), MAX_ID),
                 )
             )
         except PayloadError as exc:

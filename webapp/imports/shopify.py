@@ -13,6 +13,7 @@ from datetime import tzinfo
 from operator import itemgetter
 
 from webapp.imports.csvutil import (
+    MAX_ID,
     Columns,
     DateParser,
     check_email,
@@ -23,8 +24,6 @@ from webapp.imports.csvutil import (
     split_name,
 )
 from webapp.imports.records import LineRecord, OrderRecord, RowError
-
-MAX_ID = 120
 
 
 def parse_shopify(
