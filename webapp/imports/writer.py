@@ -44,6 +44,12 @@ from sqlalchemy.exc import IntegrityError
 from webapp.catalog import Categoriser
 from webapp.extensions import db
 from webapp.imports.bulk import aware, bulk_insert, in_keys, relax_commit
+from webapp.imports.matching import (
+    CUSTOMER_FIELDS,
+    PROFILE_FIELDS,
+    CustomerResolver,
+    CustomerSlot,
+)
 from webapp.imports.records import ImportReport, OrderRecord
 from webapp.models import Customer, ErasedEmail, Order, OrderLine
 from webapp.privacy import email_hash
@@ -52,16 +58,6 @@ customers_t = Customer.__table__
 orders_t = Order.__table__
 lines_t = OrderLine.__table__
 
-PROFILE_FIELDS = ("first_name", "last_name", "city", "country")
-CUSTOMER_FIELDS = (
-    "external_id",
-    "email",
-    "email_norm",
-    *PROFILE_FIELDS,
-    "accepts_marketing",
-    "consent_source",
-    "consent_at",
-)
 ORDER_FIELDS = (
     "external_id",
     "shopify_id",
@@ -91,22 +87,6 @@ def upsert_orders(
     writer = OrderWriter(source, report=report, dry_run=dry_run)
     writer.write(records)
     return writer.report
-
-
-class _Customer:
-    """A customer touched by the batch: its stored values (None if new) and the new ones."""
-
-    __slots__ = ("id", "stored", "values", "profile_at", "erased", "keys", "totals")
-
-    def __init__(self, stored: dict | None, profile_at: datetime | None = None):
-        self.id: int | None = stored["id"] if stored else None
-        self.stored = stored
-        self.values: dict = {k: stored[k] for k in CUSTOMER_FIELDS} if stored else {}
-        self.profile_at = profile_at
-        self.erased = bool(stored and stored["erased_at"] is not None)
-        self.keys: list[tuple[str, str]] = []
-        # orders_count, spent_cents, last_order_at of a new customer, from the batch alone.
-        self.totals: list = [0, 0, None]
 
 
 @dataclass
@@ -236,8 +216,8 @@ class OrderWriter:
             # SQLite hands aggregates back without the column type's conversion.
             latest = {k: aware(v) for k, v in latest.items() if v is not None}
 
-        resolver = _CustomerResolver(stored_customers, latest)
-        order_customer: dict[str, _Customer | int | None] = {}
+        resolver = CustomerResolver(stored_customers, latest)
+        order_customer: dict[str, CustomerSlot | int | None] = {}
         for r in records:
             norm = norms.get(id(r))
             if norm is not None and norm in erased_norms:
@@ -324,8 +304,8 @@ class OrderWriter:
         claimed: set[int] = set()
         for r in records:
             owner = order_customer[r.external_id]
-            customer_id = owner.id if isinstance(owner, _Customer) else owner
-            if customer_id is None and isinstance(owner, _Customer):
+            customer_id = owner.id if isinstance(owner, CustomerSlot) else owner
+            if customer_id is None and isinstance(owner, CustomerSlot):
                 customer_id = -1  # a customer that a dry run would create
             values = {
                 "external_id": r.external_id,
@@ -423,7 +403,7 @@ class OrderWriter:
                 + tuple(for_line(ln.sku, ln.name))
             )
 
-    def _insert_customers(self, slots: list[_Customer], now: datetime) -> None:
+    def _insert_customers(self, slots: list[CustomerSlot], now: datetime) -> None:
         """Insert the batch's new customers and learn their ids with one SELECT."""
         rows = []
         for s in slots:
@@ -466,7 +446,7 @@ class OrderWriter:
             ext, norm = s.values.get("external_id"), s.values.get("email_norm")
             s.id = by_ext[ext] if ext else by_email[norm]
 
-    def _apply_evidence(self, slot: _Customer, r: OrderRecord, norm: str | None) -> None:
+    def _apply_evidence(self, slot: CustomerSlot, r: OrderRecord, norm: str | None) -> None:
         """What this order says about its customer, if it is the newest word on it."""
         if slot.erased:
             return
@@ -494,64 +474,6 @@ class OrderWriter:
         values["accepts_marketing"] = r.accepts_marketing
         values["consent_source"] = self.source
         values["consent_at"] = r.placed_at
-
-
-class _CustomerResolver:
-    """Finds the customer of each record among the stored ones and those the batch creates,
-    by external id, else by normalised email, without ever giving two rows one email."""
-
-    def __init__(self, stored: list[dict], latest: dict[int, datetime]):
-        self.db_by_ext = {c["external_id"]: c for c in stored if c["external_id"]}
-        self.db_by_email = {c["email_norm"]: c for c in stored if c["email_norm"]}
-        self.latest = latest
-        self.by_id: dict[int, _Customer] = {}
-        self.new_by_ext: dict[str, _Customer] = {}
-        self.new_by_email: dict[str, _Customer] = {}
-        self.slots: list[_Customer] = []
-
-    def _stored_slot(self, row: dict) -> _Customer:
-        slot = self.by_id.get(row["id"])
-        if slot is None:
-            slot = _Customer(row, self.latest.get(row["id"]))
-            self.by_id[row["id"]] = slot
-            self.slots.append(slot)
-        return slot
-
-    def find(self, ext: str | None, norm: str | None) -> _Customer | None:
-        if ext is None and norm is None:
-            return None
-        slot: _Customer | None = None
-        if ext is not None:
-            slot = self.new_by_ext.get(ext)
-            if slot is None and (row := self.db_by_ext.get(ext)) is not None:
-                slot = self._stored_slot(row)
-        if slot is None and norm is not None:
-            candidate = self.new_by_email.get(norm)
-            if candidate is None and (row := self.db_by_email.get(norm)) is not None:
-                candidate = self._stored_slot(row)
-            if candidate is not None and (
-                ext is None or candidate.values.get("external_id") in (None, ext)
-            ):
-                slot = candidate
-        if slot is None:
-            slot = _Customer(None)
-            self.slots.append(slot)
-        values = slot.values
-        if ext is not None and values.get("external_id") is None and not slot.erased:
-            values["external_id"] = ext
-            self.new_by_ext[ext] = slot
-            slot.keys.append(("x", ext))
-        if (
-            norm is not None
-            and values.get("email_norm") is None
-            and not slot.erased
-            and norm not in self.db_by_email
-            and norm not in self.new_by_email
-        ):
-            values["email_norm"] = norm
-            self.new_by_email[norm] = slot
-            slot.keys.append(("e", norm))
-        return slot
 
 
 LINE_COLUMNS = (

@@ -1,0 +1,91 @@
+"""Matching a batch's orders to customers: by the shop's external id, else by normalised
+email, among the stored customers and those the batch creates."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+PROFILE_FIELDS = ("first_name", "last_name", "city", "country")
+CUSTOMER_FIELDS = (
+    "external_id",
+    "email",
+    "email_norm",
+    *PROFILE_FIELDS,
+    "accepts_marketing",
+    "consent_source",
+    "consent_at",
+)
+
+
+class CustomerSlot:
+    """A customer touched by the batch: its stored values (None if new) and the new ones."""
+
+    __slots__ = ("id", "stored", "values", "profile_at", "erased", "keys", "totals")
+
+    def __init__(self, stored: dict | None, profile_at: datetime | None = None):
+        self.id: int | None = stored["id"] if stored else None
+        self.stored = stored
+        self.values: dict = {k: stored[k] for k in CUSTOMER_FIELDS} if stored else {}
+        self.profile_at = profile_at
+        self.erased = bool(stored and stored["erased_at"] is not None)
+        self.keys: list[tuple[str, str]] = []
+        # orders_count, spent_cents, last_order_at of a new customer, from the batch alone.
+        self.totals: list = [0, 0, None]
+
+
+class CustomerResolver:
+    """Finds the customer of each record among the stored ones and those the batch creates,
+    by external id, else by normalised email, without ever giving two rows one email."""
+
+    def __init__(self, stored: list[dict], latest: dict[int, datetime]):
+        self.db_by_ext = {c["external_id"]: c for c in stored if c["external_id"]}
+        self.db_by_email = {c["email_norm"]: c for c in stored if c["email_norm"]}
+        self.latest = latest
+        self.by_id: dict[int, CustomerSlot] = {}
+        self.new_by_ext: dict[str, CustomerSlot] = {}
+        self.new_by_email: dict[str, CustomerSlot] = {}
+        self.slots: list[CustomerSlot] = []
+
+    def _stored_slot(self, row: dict) -> CustomerSlot:
+        slot = self.by_id.get(row["id"])
+        if slot is None:
+            slot = CustomerSlot(row, self.latest.get(row["id"]))
+            self.by_id[row["id"]] = slot
+            self.slots.append(slot)
+        return slot
+
+    def find(self, ext: str | None, norm: str | None) -> CustomerSlot | None:
+        if ext is None and norm is None:
+            return None
+        slot: CustomerSlot | None = None
+        if ext is not None:
+            slot = self.new_by_ext.get(ext)
+            if slot is None and (row := self.db_by_ext.get(ext)) is not None:
+                slot = self._stored_slot(row)
+        if slot is None and norm is not None:
+            candidate = self.new_by_email.get(norm)
+            if candidate is None and (row := self.db_by_email.get(norm)) is not None:
+                candidate = self._stored_slot(row)
+            if candidate is not None and (
+                ext is None or candidate.values.get("external_id") in (None, ext)
+            ):
+                slot = candidate
+        if slot is None:
+            slot = CustomerSlot(None)
+            self.slots.append(slot)
+        values = slot.values
+        if ext is not None and values.get("external_id") is None and not slot.erased:
+            values["external_id"] = ext
+            self.new_by_ext[ext] = slot
+            slot.keys.append(("x", ext))
+        if (
+            norm is not None
+            and values.get("email_norm") is None
+            and not slot.erased
+            and norm not in self.db_by_email
+            and norm not in self.new_by_email
+        ):
+            values["email_norm"] = norm
+            self.new_by_email[norm] = slot
+            slot.keys.append(("e", norm))
+        return slot
