@@ -26,7 +26,6 @@ class Config:
     SENDGRID_WEBHOOK_PUBLIC_KEY: str = ""
     SHOP_TIMEZONE: str = "UTC"
     PUBLIC_BASE_URL: str = "http://127.0.0.1:5000"
-    RATELIMIT_STORAGE_URI: str = "memory://"
     UPLOAD_DIR: str = str(INSTANCE_DIR / "uploads")
     MAX_CONTENT_LENGTH: int = 256 * 1024 * 1024  # Shopify exports of 200 MB must fit
     IMPORT_BATCH_SIZE: int = 5000  # orders per write transaction (well under a second)
