@@ -43,6 +43,7 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     login_manager.init_app(app)
 
     from webapp import (
+        api,
         auth,
         catalog_views,
         customers,
@@ -53,12 +54,9 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
         web,
     )
 
-    for module in (auth, web, customers, imports, catalog_views, settings):
+    for module in (auth, web, customers, imports, catalog_views, settings, api):
         app.register_blueprint(module.bp)
-    from webapp import api
-
-    app.register_blueprint(api.bp)
-    csrf.exempt(api.bp)
+    csrf.exempt(api.bp)  # bearer tokens and HMAC signatures, not sessions, protect it
 
     from webapp.cli import register_commands
 
