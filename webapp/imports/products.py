@@ -10,7 +10,6 @@ one transaction.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from webapp.catalog import (
 )
 from webapp.cli import CommandError, emit_json, json_errors, needs_database
 from webapp.extensions import db
-from webapp.imports.csvutil import parse_cents
+from webapp.imports.csvutil import ImportFileError, open_text, parse_cents, read_rows
 from webapp.models import Product
 from webapp.tasks import handler
 
@@ -96,19 +95,13 @@ def _report(created: int = 0, updated: int = 0, errors: list[RowError] | None = 
 
 
 def _rows(path: str | Path) -> Iterator[tuple[int, list[str]]]:
-    """(physical line on which the record starts, fields), header included. Quoted fields
-    may span lines (Shopify's Body (HTML)), so the reader's own line count is used."""
+    """(physical line on which the record starts, fields), header included: the one CSV
+    reader every import uses, its file-level errors reported as this import's."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            start = 1
-            for fields in reader:
-                yield start, fields
-                start = reader.line_num + 1
-    except UnicodeDecodeError as exc:
-        raise ProductFileError("The file is not UTF-8 text (export it again as CSV).") from exc
-    except csv.Error as exc:
-        raise ProductFileError(f"The file is not a readable CSV: {exc}") from exc
+        with open_text(str(path)) as handle:
+            yield from read_rows(handle)
+    except ImportFileError as exc:
+        raise ProductFileError(str(exc)) from None
     except OSError as exc:
         raise ProductFileError(f"Cannot read the file: {exc.strerror or exc}") from exc
 
