@@ -43,6 +43,15 @@ class Config:
     # it every login would come from the proxy's address and share one failure count.
     PROXY_COUNT: int = 0
     WTF_CSRF_TIME_LIMIT: int | None = None
+    # The public survey endpoints (embed config, responses, answers): Flask-Limiter's storage
+    # (memory:// counts per process; use redis://host:6379 with several workers) and the limit
+    # per visitor address. SURVEY_MAX_BODY_BYTES caps their request bodies.
+    RATELIMIT_ENABLED: bool = True
+    RATELIMIT_STORAGE_URI: str = "memory://"
+    SURVEY_RATE_LIMIT: str = "120 per minute"
+    SURVEY_MAX_BODY_BYTES: int = 16 * 1024
+    # How long a survey's signed response token stays valid.
+    SURVEY_TOKEN_MAX_AGE_DAYS: int = 30
     TESTING: bool = False
 
 
@@ -52,6 +61,7 @@ class TestConfig(Config):
     DATABASE_URL = "sqlite://"
     IMPORT_BATCH_SIZE = 50
     TASK_POLL_SECONDS = 0.2
+    RATELIMIT_ENABLED = False  # the rate-limit tests turn it on
 
 
 class ProductionConfig(Config):

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 
 from webapp.extensions import db
-from webapp.models import Customer, Order, OrderLine
+from webapp.models import Customer, Order, OrderLine, Survey
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -43,3 +43,15 @@ def add_order(customer, external_id, total_cents, lines=(), **fields) -> Order:
     db.session.add(order)
     db.session.commit()
     return order
+
+
+def add_survey(template_key: str = "post_purchase_profile", publish: bool = True) -> Survey:
+    """A survey made from a stock template, published unless told otherwise."""
+    from webapp.surveys.manage import create_survey
+    from webapp.surveys.manage import publish as publish_survey
+
+    survey = create_survey(db.session, template_key)
+    if publish:
+        publish_survey(survey)
+    db.session.commit()
+    return survey

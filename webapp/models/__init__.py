@@ -5,9 +5,18 @@ from webapp.models.catalog import Category, CategoryRule, Product
 from webapp.models.customers import Customer, ErasedEmail
 from webapp.models.orders import Order, OrderLine
 from webapp.models.shop import ShopSettings
+from webapp.models.surveys import (
+    AnswerChoice,
+    DeclaredTrait,
+    Survey,
+    SurveyAnswer,
+    SurveyResponse,
+)
 from webapp.models.tasks import Task
 
 __all__ = [
+    "AnswerChoice",
+    "DeclaredTrait",
     "ApiToken",
     "Category",
     "CategoryRule",
@@ -18,6 +27,9 @@ __all__ = [
     "OrderLine",
     "Product",
     "ShopSettings",
+    "Survey",
+    "SurveyAnswer",
+    "SurveyResponse",
     "Task",
     "User",
 ]

@@ -28,3 +28,5 @@ class ShopSettings(db.Model):
     erasure_key: Mapped[str] = mapped_column(String(64), default="")
     allowed_origins: Mapped[str] = mapped_column(Text, default="")
     trust_unsigned_identity: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Days after any survey before a shopper is shown another one (0: no cooldown).
+    survey_cooldown_days: Mapped[int] = mapped_column(Integer, default=7)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 21:09:18.115131
+Create Date: 2026-11-22 22:00:57.912054
 
 """
 from alembic import op
@@ -121,7 +121,21 @@ def upgrade():
     sa.Column('erasure_key', sa.String(length=64), nullable=False),
     sa.Column('allowed_origins', sa.Text(), nullable=False),
     sa.Column('trust_unsigned_identity', sa.Boolean(), nullable=False),
+    sa.Column('survey_cooldown_days', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_shop_settings'))
+    )
+    op.create_table('surveys',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('slug', sa.String(length=80), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('definition', sa.JSON(), nullable=False),
+    sa.Column('published', sa.JSON(), nullable=True),
+    sa.Column('template_key', sa.String(length=40), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('published_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_surveys')),
+    sa.UniqueConstraint('slug', name=op.f('uq_surveys_slug'))
     )
     op.create_table('tasks',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -207,11 +221,107 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_order_lines_product_id'), ['product_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_order_lines_sku'), ['sku'], unique=False)
 
+    op.create_table('survey_responses',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('public_id', sa.String(length=32), nullable=False),
+    sa.Column('survey_id', sa.Integer(), nullable=False),
+    sa.Column('channel', sa.String(length=10), nullable=False),
+    sa.Column('visitor_id', sa.String(length=64), nullable=True),
+    sa.Column('customer_id', sa.Integer(), nullable=True),
+    sa.Column('order_id', sa.Integer(), nullable=True),
+    sa.Column('order_ref', sa.String(length=120), nullable=True),
+    sa.Column('claimed_email', sa.String(length=320), nullable=True),
+    sa.Column('claimed_customer_ref', sa.String(length=120), nullable=True),
+    sa.Column('identity_verified', sa.Boolean(), nullable=False),
+    sa.Column('device', sa.String(length=10), nullable=False),
+    sa.Column('page_url', sa.Text(), nullable=True),
+    sa.Column('next_question', sa.String(length=40), nullable=True),
+    sa.Column('shown_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('dismissed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_survey_responses_customer_id_customers'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_survey_responses_order_id_orders'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['survey_id'], ['surveys.id'], name=op.f('fk_survey_responses_survey_id_surveys'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_survey_responses')),
+    sa.UniqueConstraint('public_id', name=op.f('uq_survey_responses_public_id'))
+    )
+    with op.batch_alter_table('survey_responses', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_survey_responses_customer_id'), ['customer_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_survey_responses_order_id'), ['order_id'], unique=False)
+        batch_op.create_index('ix_survey_responses_pending_order', ['order_ref', 'order_id'], unique=False)
+        batch_op.create_index('ix_survey_responses_survey_shown', ['survey_id', 'shown_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_survey_responses_visitor_id'), ['visitor_id'], unique=False)
+
+    op.create_table('survey_answers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('response_id', sa.Integer(), nullable=False),
+    sa.Column('survey_id', sa.Integer(), nullable=False),
+    sa.Column('question_id', sa.String(length=40), nullable=False),
+    sa.Column('value', sa.JSON(), nullable=True),
+    sa.Column('number', sa.Integer(), nullable=True),
+    sa.Column('answered_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['response_id'], ['survey_responses.id'], name=op.f('fk_survey_answers_response_id_survey_responses'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['survey_id'], ['surveys.id'], name=op.f('fk_survey_answers_survey_id_surveys'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_survey_answers')),
+    sa.UniqueConstraint('response_id', 'question_id', name=op.f('uq_survey_answers_response_id_question_id'))
+    )
+    with op.batch_alter_table('survey_answers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_survey_answers_survey_id'), ['survey_id'], unique=False)
+
+    op.create_table('declared_traits',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('answer_id', sa.Integer(), nullable=False),
+    sa.Column('response_id', sa.Integer(), nullable=False),
+    sa.Column('dimension', sa.String(length=32), nullable=False),
+    sa.Column('value', sa.String(length=64), nullable=False),
+    sa.Column('declared_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['answer_id'], ['survey_answers.id'], name=op.f('fk_declared_traits_answer_id_survey_answers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['response_id'], ['survey_responses.id'], name=op.f('fk_declared_traits_response_id_survey_responses'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_declared_traits'))
+    )
+    with op.batch_alter_table('declared_traits', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_declared_traits_answer_id'), ['answer_id'], unique=False)
+        batch_op.create_index('ix_declared_traits_dimension', ['dimension', 'response_id'], unique=False)
+
+    op.create_table('survey_answer_choices',
+    sa.Column('answer_id', sa.Integer(), nullable=False),
+    sa.Column('option_id', sa.String(length=40), nullable=False),
+    sa.Column('survey_id', sa.Integer(), nullable=False),
+    sa.Column('question_id', sa.String(length=40), nullable=False),
+    sa.ForeignKeyConstraint(['answer_id'], ['survey_answers.id'], name=op.f('fk_survey_answer_choices_answer_id_survey_answers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['survey_id'], ['surveys.id'], name=op.f('fk_survey_answer_choices_survey_id_surveys'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('answer_id', 'option_id', name=op.f('pk_survey_answer_choices'))
+    )
+    with op.batch_alter_table('survey_answer_choices', schema=None) as batch_op:
+        batch_op.create_index('ix_survey_answer_choices_question', ['survey_id', 'question_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade():
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('survey_answer_choices', schema=None) as batch_op:
+        batch_op.drop_index('ix_survey_answer_choices_question')
+
+    op.drop_table('survey_answer_choices')
+    with op.batch_alter_table('declared_traits', schema=None) as batch_op:
+        batch_op.drop_index('ix_declared_traits_dimension')
+        batch_op.drop_index(batch_op.f('ix_declared_traits_answer_id'))
+
+    op.drop_table('declared_traits')
+    with op.batch_alter_table('survey_answers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_survey_answers_survey_id'))
+
+    op.drop_table('survey_answers')
+    with op.batch_alter_table('survey_responses', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_survey_responses_visitor_id'))
+        batch_op.drop_index('ix_survey_responses_survey_shown')
+        batch_op.drop_index('ix_survey_responses_pending_order')
+        batch_op.drop_index(batch_op.f('ix_survey_responses_order_id'))
+        batch_op.drop_index(batch_op.f('ix_survey_responses_customer_id'))
+
+    op.drop_table('survey_responses')
     with op.batch_alter_table('order_lines', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_order_lines_sku'))
         batch_op.drop_index(batch_op.f('ix_order_lines_product_id'))
@@ -229,6 +339,7 @@ def downgrade():
         batch_op.drop_index('ix_tasks_status_id')
 
     op.drop_table('tasks')
+    op.drop_table('surveys')
     op.drop_table('shop_settings')
     with op.batch_alter_table('products', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_products_category'))

@@ -1,0 +1,377 @@
+"""Recording responses: who answered (identity and linking), and each answer as it arrives.
+
+Every public way in (the embed's JSON endpoints, the iframe's form steps, the hosted link)
+goes through these functions, so the rules live once:
+- a response is created when its survey is shown, and remembers who the shopper is as far as
+  the shop's page told us (verified by its HMAC signature, or an unverified claim);
+- each answer is stored at once, one row per question, so partial responses count and the
+  same answer sent twice is stored once;
+- an email given with consent records that consent on the customer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from surveys.answers import Answer, AnswerError, next_question, validate_answer
+from surveys.definition import SurveyDefinition, parse_definition
+from surveys.traits import trait_evidence
+from webapp.models import (
+    AnswerChoice,
+    Customer,
+    DeclaredTrait,
+    ErasedEmail,
+    Order,
+    ShopSettings,
+    Survey,
+    SurveyAnswer,
+    SurveyResponse,
+)
+from webapp.models._types import utcnow
+
+REF_MAX = 120
+VISITOR_ID_MAX = 64
+PAGE_URL_MAX = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the shop's page says the shopper is; every field optional."""
+
+    order_ref: str | None = None  # the order's Name ("#1001") or Shopify id
+    email: str | None = None
+    customer_ref: str | None = None  # the shop's customer id
+    signature: str | None = None  # hex HMAC-SHA256 of "order_ref|email|customer_ref"
+
+    @property
+    def given(self) -> bool:
+        return bool(self.order_ref or self.email or self.customer_ref)
+
+    def message(self) -> str:
+        return f"{self.order_ref or ''}|{self.email or ''}|{self.customer_ref or ''}"
+
+
+def sign_identity(secret: str, identity: Identity) -> str:
+    """The signature a shop's page sends with `identity` (what Liquid's hmac_sha256 gives)."""
+    return hmac.new(secret.encode(), identity.message().encode(), hashlib.sha256).hexdigest()
+
+
+def identity_verified(secret: str, identity: Identity) -> bool:
+    if not (identity.given and identity.signature and secret):
+        return False
+    return hmac.compare_digest(sign_identity(secret, identity), identity.signature.lower())
+
+
+def live_definition(survey: Survey) -> SurveyDefinition:
+    """What shoppers see: the published copy (a paused survey keeps answering its tokens)."""
+    return parse_definition(survey.published or survey.definition)
+
+
+# --- identity --------------------------------------------------------------------------------
+
+
+def _order_for_ref(session: Session, ref: str) -> Order | None:
+    """The order a page names by its Name ("#1001", also given as "1001") or Shopify id."""
+    names = {ref, ref if ref.startswith("#") else f"#{ref}"}
+    return session.scalars(
+        select(Order).where(or_(Order.external_id.in_(names), Order.shopify_id == ref)).limit(1)
+    ).first()
+
+
+def _resolve(session: Session, identity: Identity) -> tuple[int | None, int | None]:
+    """(customer_id, order_id) the identity names, the order first: it is the strongest."""
+    if identity.order_ref and (order := _order_for_ref(session, identity.order_ref)):
+        return order.customer_id, order.id
+    if identity.customer_ref:
+        found = session.scalar(
+            select(Customer.id).where(Customer.external_id == identity.customer_ref)
+        )
+        if found:
+            return found, None
+    if identity.email:
+        found = session.scalar(
+            select(Customer.id).where(Customer.email_norm == identity.email.strip().lower())
+        )
+        if found:
+            return found, None
+    return None, None
+
+
+def link_visitor(session: Session, visitor_id: str | None, customer_id: int | None) -> None:
+    """Once a visitor is identified, their earlier anonymous responses are theirs too."""
+    if not visitor_id or not customer_id:
+        return
+    session.execute(
+        update(SurveyResponse)
+        .where(SurveyResponse.visitor_id == visitor_id, SurveyResponse.customer_id.is_(None))
+        .values(customer_id=customer_id)
+    )
+
+
+def link_pending_responses(session: Session, shop: ShopSettings) -> int:
+    """Link responses whose order had not been imported when they were given.
+
+    Set-based (one UPDATE per step), so an import can call it after every batch. Returns the
+    number of responses newly linked to an order.
+    """
+    trusted = or_(SurveyResponse.identity_verified, shop.trust_unsigned_identity)
+    ref = SurveyResponse.order_ref
+
+    def matching_order(column):
+        return (
+            select(column)
+            .where(
+                or_(
+                    Order.external_id == ref,
+                    Order.external_id == "#" + ref,
+                    Order.shopify_id == ref,
+                )
+            )
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    pending = and_(SurveyResponse.order_id.is_(None), ref.is_not(None), trusted)
+    result = session.execute(
+        update(SurveyResponse)
+        .where(pending, exists(matching_order(Order.id)))
+        .values(
+            order_id=matching_order(Order.id),
+            customer_id=matching_order(Order.customer_id),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    linked = result.rowcount or 0
+    if linked:
+        _spread_to_visitors(session)
+    return linked
+
+
+def _spread_to_visitors(session: Session) -> None:
+    """Give each visitor's anonymous responses the customer of their latest identified one."""
+    identified = aliased(SurveyResponse)
+    customer = (
+        select(identified.customer_id)
+        .where(
+            identified.visitor_id == SurveyResponse.visitor_id,
+            identified.customer_id.is_not(None),
+        )
+        .order_by(identified.shown_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    session.execute(
+        update(SurveyResponse)
+        .where(
+            SurveyResponse.customer_id.is_(None),
+            SurveyResponse.visitor_id.is_not(None),
+            customer.is_not(None),
+        )
+        .values(customer_id=customer)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- showing ---------------------------------------------------------------------------------
+
+
+def start_response(
+    session: Session,
+    survey: Survey,
+    shop: ShopSettings,
+    *,
+    channel: str = "embed",
+    visitor_id: str | None = None,
+    identity: Identity = Identity(),
+    device: str = "desktop",
+    page_url: str | None = None,
+    now: datetime | None = None,
+) -> SurveyResponse:
+    """Record that `survey` was shown, with who it was shown to; returns the new response.
+
+    The caller has validated the lengths of what it passes (see the *_MAX limits).
+    """
+    definition = live_definition(survey)
+    verified = identity_verified(shop.embed_secret, identity)
+    response = SurveyResponse(
+        public_id=uuid.uuid4().hex,
+        survey_id=survey.id,
+        channel=channel,
+        visitor_id=visitor_id or None,
+        device=device,
+        page_url=(page_url or None) and page_url[:PAGE_URL_MAX],
+        next_question=definition.questions[0].id,
+        order_ref=identity.order_ref or None,
+        claimed_email=identity.email or None,
+        claimed_customer_ref=identity.customer_ref or None,
+        identity_verified=verified,
+        shown_at=now or utcnow(),
+    )
+    if verified or (identity.given and shop.trust_unsigned_identity):
+        response.customer_id, response.order_id = _resolve(session, identity)
+    session.add(response)
+    session.flush()
+    link_visitor(session, response.visitor_id, response.customer_id)
+    return response
+
+
+def dismiss_response(response: SurveyResponse, now: datetime | None = None) -> None:
+    """The shopper closed the survey; the first dismissal is the one that counts."""
+    if response.dismissed_at is None and response.completed_at is None:
+        response.dismissed_at = now or utcnow()
+
+
+# --- answering -------------------------------------------------------------------------------
+
+
+class AnswerRejected(AnswerError):
+    """The answer is valid on its own but not at this point of this response."""
+
+
+def answered_question_ids(session: Session, response: SurveyResponse) -> set[str]:
+    return set(
+        session.scalars(
+            select(SurveyAnswer.question_id).where(SurveyAnswer.response_id == response.id)
+        )
+    )
+
+
+def record_answer(
+    session: Session,
+    response: SurveyResponse,
+    question_id: object,
+    raw: object,
+    *,
+    now: datetime | None = None,
+) -> Answer:
+    """Validate and store one answer; move the response on. Raises AnswerError (4xx).
+
+    A shopper may answer the question the response is waiting for, or change an earlier
+    answer (the back button); never jump ahead past a required question. Storing the same
+    answer again changes nothing.
+    """
+    now = now or utcnow()
+    definition = live_definition(response.survey)
+    if not isinstance(question_id, str):
+        raise AnswerError("Say which question this answers.", "unknown_question")
+    try:
+        question = definition.question(question_id)
+    except KeyError:
+        raise AnswerError("This survey has no such question.", "unknown_question") from None
+    answer = validate_answer(question, raw)
+
+    value = answer.to_value()
+    stored = _stored_answer(session, response, question_id)
+    if stored is None:
+        if question_id != response.next_question:
+            raise AnswerRejected("Answer the questions in order.", "out_of_order")
+        stored, moved = _insert_answer(session, response, question_id, value, answer.number, now)
+        if moved:
+            _write_choices_and_traits(session, response, definition, stored, answer, now)
+    elif stored.value != value:  # the shopper went back and changed it
+        moved = True
+        stored.value, stored.number, stored.answered_at = value, answer.number, now
+        session.execute(delete(AnswerChoice).where(AnswerChoice.answer_id == stored.id))
+        session.execute(delete(DeclaredTrait).where(DeclaredTrait.answer_id == stored.id))
+        _write_choices_and_traits(session, response, definition, stored, answer, now)
+    else:
+        moved = False  # a retry of the same answer: nothing to do
+
+    if response.started_at is None:
+        response.started_at = now
+    if moved and response.completed_at is None:
+        response.next_question = next_question(definition, question_id, answer)
+        if response.next_question is None:
+            response.completed_at = now
+    if answer.email and answer.consent:
+        _record_consent(session, response, answer.email, now)
+    session.flush()
+    return answer
+
+
+def _stored_answer(
+    session: Session, response: SurveyResponse, question_id: str
+) -> SurveyAnswer | None:
+    return session.scalar(
+        select(SurveyAnswer).where(
+            SurveyAnswer.response_id == response.id, SurveyAnswer.question_id == question_id
+        )
+    )
+
+
+def _insert_answer(
+    session: Session, response: SurveyResponse, question_id: str, value, number, now
+) -> tuple[SurveyAnswer, bool]:
+    """Insert the answer row: (row, True); if a concurrent request did first, (theirs, False)."""
+    row = SurveyAnswer(
+        response_id=response.id,
+        survey_id=response.survey_id,
+        question_id=question_id,
+        value=value,
+        number=number,
+        answered_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        row = _stored_answer(session, response, question_id)
+        assert row is not None
+        return row, False
+    return row, True
+
+
+def _write_choices_and_traits(session, response, definition, stored, answer, now) -> None:
+    session.add_all(
+        AnswerChoice(
+            answer_id=stored.id,
+            option_id=option_id,
+            survey_id=response.survey_id,
+            question_id=stored.question_id,
+        )
+        for option_id in answer.option_ids
+    )
+    session.add_all(
+        DeclaredTrait(
+            answer_id=stored.id,
+            response_id=response.id,
+            dimension=item.trait.dimension,
+            value=item.trait.value,
+            declared_at=now,
+        )
+        for item in trait_evidence(definition, [answer])
+    )
+
+
+def _record_consent(session: Session, response: SurveyResponse, email: str, now) -> None:
+    """An address given with the consent box ticked: the customer (created if new) consents.
+
+    An erased person's address never comes back as a customer.
+    """
+    from webapp.privacy import email_hash
+
+    norm = email.strip().lower()
+    customer = session.scalar(select(Customer).where(Customer.email_norm == norm))
+    if customer is None:
+        if session.get(ErasedEmail, email_hash(norm)) is not None:
+            return
+        customer = Customer(email=email.strip(), email_norm=norm)
+        session.add(customer)
+        session.flush()
+    if not customer.accepts_marketing or customer.unsubscribed_at is not None:
+        customer.accepts_marketing = True
+        customer.unsubscribed_at = None
+        customer.consent_source = "survey"
+        customer.consent_at = now
+    if response.customer_id is None:
+        response.customer_id = customer.id
+        link_visitor(session, response.visitor_id, customer.id)
