@@ -117,9 +117,8 @@ def test_an_answer_cannot_skip_ahead_or_name_an_unknown_question(app):
 
 def test_an_email_given_with_consent_creates_the_consenting_customer(app):
     survey = add_survey("exit_intent_objection")
-    survey.published["questions"].append(
-        {"id": "email", "type": "email", "prompt": "Your email?", "required": False}
-    )
+    email = {"id": "email", "type": "email", "prompt": "Your email?", "required": False}
+    survey.published = {**survey.published, "questions": [*survey.published["questions"], email]}
     db.session.commit()
     response = start_response(db.session, survey, get_shop(), visitor_id="v3")
     record_answer(db.session, response, "objection", "not_found")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import unicodedata
 from datetime import datetime
@@ -54,7 +55,7 @@ def publish(survey: Survey, now: datetime | None = None) -> None:
     """Shoppers see the draft from now on. Raises DefinitionInvalid if it has problems."""
     if errors := validate_definition(survey.definition):
         raise DefinitionInvalid(errors)
-    survey.published = survey.definition
+    survey.published = copy.deepcopy(survey.definition)
     survey.published_at = now or utcnow()
     survey.status = "active"
 
