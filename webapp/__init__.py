@@ -34,13 +34,14 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     # Ids in URLs beyond what an INTEGER column holds are a 404, not a database error.
     app.url_map.converters["int"] = DatabaseIdConverter
 
-    from webapp.extensions import csrf, db, htmx, login_manager, migrate
+    from webapp.extensions import csrf, db, htmx, limiter, login_manager, migrate
 
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     csrf.init_app(app)
     htmx.init_app(app)
     login_manager.init_app(app)
+    limiter.init_app(app)
 
     from webapp import (
         api,
@@ -53,10 +54,16 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
         tasks,
         web,
     )
+    from webapp.surveys import builder, embed, respond, results
 
-    for module in (auth, web, customers, imports, catalog_views, settings, api):
+    blueprints = (auth, web, customers, imports, catalog_views, settings, api)
+    for module in (*blueprints, builder, results, embed, respond):
         app.register_blueprint(module.bp)
     csrf.exempt(api.bp)  # bearer tokens and HMAC signatures, not sessions, protect it
+    # A cross-site iframe gets no session cookie: the signed response token and the
+    # allowed-origin check protect the shopper's endpoints instead.
+    csrf.exempt(embed.bp)
+    csrf.exempt(respond.bp)
 
     from webapp.cli import register_commands
 

@@ -1,6 +1,8 @@
 """Extensions, created unbound and initialised by create_app()."""
 
 from flask_htmx import HTMX
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -27,3 +29,6 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 htmx = HTMX()
+# Only the public survey endpoints are limited (per visitor address; ProxyFix makes it the
+# visitor's behind a proxy). Storage: RATELIMIT_STORAGE_URI.
+limiter = Limiter(key_func=get_remote_address)
