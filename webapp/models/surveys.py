@@ -58,7 +58,7 @@ class SurveyResponse(db.Model):
     __tablename__ = "survey_responses"
     __table_args__ = (
         Index("ix_survey_responses_survey_shown", "survey_id", "shown_at"),
-        Index("ix_survey_responses_pending_order", "order_ref", "order_id"),
+        Index("ix_survey_responses_pending_order", "order_id", "order_ref"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

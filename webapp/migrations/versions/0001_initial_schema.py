@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:00:57.912054
+Create Date: 2026-11-22 22:08:01.932791
 
 """
 from alembic import op
@@ -249,7 +249,7 @@ def upgrade():
     with op.batch_alter_table('survey_responses', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_survey_responses_customer_id'), ['customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_survey_responses_order_id'), ['order_id'], unique=False)
-        batch_op.create_index('ix_survey_responses_pending_order', ['order_ref', 'order_id'], unique=False)
+        batch_op.create_index('ix_survey_responses_pending_order', ['order_id', 'order_ref'], unique=False)
         batch_op.create_index('ix_survey_responses_survey_shown', ['survey_id', 'shown_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_survey_responses_visitor_id'), ['visitor_id'], unique=False)
 
