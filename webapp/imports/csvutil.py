@@ -202,7 +202,19 @@ def parse_optional_cents(text: str, what: str = "amount") -> int:
     return parse_cents(text, what) if text.strip() else 0
 
 
+_QUANTITIES: dict[str, int] = {}  # "1", "2", ...: parsed once each
+
+
 def parse_quantity(text: str) -> int:
+    quantity = _QUANTITIES.get(text)
+    if quantity is None:
+        quantity = _parse_quantity(text)
+        if len(_QUANTITIES) < _CENTS_MAX:
+            _QUANTITIES[text] = quantity
+    return quantity
+
+
+def _parse_quantity(text: str) -> int:
     s = text.strip()
     if not (s.isascii() and s.isdigit()):
         raise ValueError(f"quantity {s!r} is not a whole number of 0 or more")

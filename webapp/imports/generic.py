@@ -63,7 +63,7 @@ def _order(
     default_currency: str,
 ) -> Iterator[OrderRecord | RowError]:
     errors: list[RowError] = []
-    record: OrderRecord | None = None
+    head: dict | None = None
     lines: list[LineRecord] = []
     c_sku, c_name = cols["sku"], cols["line_name"]
     c_qty, c_price = cols["quantity"], cols["price"]
@@ -71,8 +71,7 @@ def _order(
         try:
             row = cols.fit(row)
             if position == 0:
-                record = _order_fields(order_id, row, cols, parse_date, default_currency)
-                record.line = line
+                head = _order_fields(order_id, row, cols, parse_date, default_currency)
             sku, name = row[c_sku].strip(), row[c_name].strip()
             quantity, price = row[c_qty].strip(), row[c_price].strip()
             if not (sku or name or quantity or price):
@@ -97,14 +96,14 @@ def _order(
     if errors:
         yield from errors
         return
-    assert record is not None
-    record.lines = lines
-    yield record
+    assert head is not None
+    yield OrderRecord(**head, lines=lines, line=group[0][0])
 
 
 def _order_fields(
     order_id: str, row: list[str], cols: Columns, parse_date: DateParser, default_currency: str
-) -> OrderRecord:
+) -> dict:
+    """The order's own fields, as OrderRecord's keyword arguments."""
     if len(order_id) > MAX_ID:
         raise ValueError(f"order_id is longer than {MAX_ID} characters")
     customer_id = row[cols["customer_id"]].strip() or None
@@ -125,7 +124,7 @@ def _order_fields(
     refunded = parse_optional_cents(row[cols["refunded"]], "refunded")
     if refunded < 0:
         raise ValueError("refunded is negative")
-    return OrderRecord(
+    return dict(
         external_id=order_id,
         placed_at=parse_date(placed, "placed_at"),
         total_cents=parse_cents(total, "total"),

@@ -14,15 +14,13 @@ import os
 import pickle
 import tempfile
 from collections.abc import Callable
-from dataclasses import fields
 from datetime import tzinfo
-from operator import attrgetter
 
 from flask import current_app
 
 from webapp.imports.csvutil import ImportFileError, detect_format, open_text, read_rows
 from webapp.imports.generic import parse_generic
-from webapp.imports.records import ImportReport, LineRecord, OrderRecord, RowError
+from webapp.imports.records import ImportReport, OrderRecord, RowError
 from webapp.imports.shopify import parse_shopify
 from webapp.imports.writer import OrderWriter
 from webapp.tasks import handler
@@ -33,24 +31,10 @@ PROGRESS_EVERY = 5000  # orders between two progress reports
 
 ProgressFn = Callable[..., None]
 
-# Records are spooled as plain tuples: much faster to pickle than dataclass instances.
-_ORDER_NAMES = [f.name for f in fields(OrderRecord)]
-_LINE_NAMES = [f.name for f in fields(LineRecord)]
-_LINES_AT = _ORDER_NAMES.index("lines")
-_order_tuple = attrgetter(*_ORDER_NAMES)
-_line_tuple = attrgetter(*_LINE_NAMES)
-
-
-def _pack(record: OrderRecord) -> tuple:
-    values = list(_order_tuple(record))
-    values[_LINES_AT] = [_line_tuple(line) for line in record.lines]
-    return tuple(values)
-
-
-def _unpack(values: tuple) -> OrderRecord:
-    record = OrderRecord(*values)
-    record.lines = [LineRecord(*line) for line in values[_LINES_AT]]
-    return record
+# Records are spooled as plain tuples: the cheapest thing to pickle, and OrderRecord._make
+# reads them back without copying. Their lines stay what the parser built (plain tuples from
+# the CSV parsers), which the writer reads by position.
+_record = OrderRecord._make
 
 
 def import_orders_file(
@@ -115,7 +99,7 @@ def run_import(
                 if len(report.errors) < max_errors:
                     report.errors.append(item)
                 continue
-            batch.append(_pack(item))
+            batch.append(tuple(item))
             orders += 1
             lines += len(item.lines)
             if len(batch) >= batch_size:
@@ -141,7 +125,7 @@ def run_import(
                 packed = pickle.load(spool)
             except EOFError:
                 break
-            writer.write([_unpack(values) for values in packed])
+            writer.write([_record(values) for values in packed])
             done += len(packed)
             if progress is not None:
                 progress(done, orders, f"{'Previewed' if dry_run else 'Wrote'} {done:,} orders")

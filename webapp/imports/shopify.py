@@ -23,7 +23,7 @@ from webapp.imports.csvutil import (
     parse_quantity,
     split_name,
 )
-from webapp.imports.records import LineRecord, OrderRecord, RowError
+from webapp.imports.records import OrderRecord, RowError
 
 
 def parse_shopify(
@@ -34,72 +34,58 @@ def parse_shopify(
 ) -> Iterator[OrderRecord | RowError]:
     """Each order of the export, or the errors of its bad rows (the order is then dropped)."""
     cols = Columns(header)
-    c_name = cols["name"]
     parse_date = DateParser(tz)
     order_at = itemgetter(*cols.positions(*ORDER_COLUMNS))
-    line_at = itemgetter(
-        *cols.positions("lineitem_quantity", "lineitem_name", "lineitem_price", "lineitem_sku")
-    )
-    for key, group, problem in group_orders(rows, c_name, "Name"):
+    line_at = itemgetter(*cols.positions(*LINE_COLUMNS))
+    fit = cols.fit
+    # Rows as wide as a header that has every column need no fitting: the usual case.
+    always_fit = not all(key in cols for key in (*ORDER_COLUMNS, *LINE_COLUMNS))
+    width = cols.width
+    for name, group, problem in group_orders(rows, cols["name"], "Name"):
+        first_line = group[0][0]
         if problem:
-            yield RowError(group[0][0], problem)
+            yield RowError(first_line, problem)
             continue
-        yield from _order(key, group, cols, order_at, line_at, parse_date, currency)
-
-
-def _order(
-    name: str,
-    group: list[tuple[int, list[str]]],
-    cols: Columns,
-    order_at: itemgetter,
-    line_at: itemgetter,
-    parse_date: DateParser,
-    default_currency: str,
-) -> Iterator[OrderRecord | RowError]:
-    errors: list[RowError] = []
-    record: OrderRecord | None = None
-    first_line = group[0][0]
-    try:
-        row = cols.fit(group[0][1])
-        record = _order_fields(name, row, order_at, parse_date, default_currency)
-        record.line = first_line
-    except ValueError as exc:
-        errors.append(RowError(first_line, str(exc)))
-
-    lines: list[LineRecord] = []
-    for position, (line, row) in enumerate(group):
-        if position == 0 and errors:
-            continue  # the first row is bad already; one error per row
-        try:
-            if position:
-                row = cols.fit(row)
-            quantity, line_name, price, sku = line_at(row)
-            line_name, sku = line_name.strip(), sku.strip()
-            if not (line_name or quantity.strip() or price.strip() or sku):
-                continue  # an order row without a line item
-            if not line_name:
-                raise ValueError("Lineitem name is empty")
-            if len(sku) > MAX_ID:
-                raise ValueError(f"Lineitem sku is longer than {MAX_ID} characters")
-            lines.append(
-                LineRecord(
-                    position=len(lines),
-                    name=line_name[:500],
-                    quantity=parse_quantity(quantity),
-                    price_cents=parse_cents(price, "Lineitem price"),
-                    sku=sku or None,
+        errors: list[RowError] = []
+        head: tuple | None = None
+        lines: list[tuple] = []  # LineRecord's shape
+        for index, (line, row) in enumerate(group):
+            try:
+                if always_fit or len(row) != width:
+                    row = fit(row)
+                if index == 0:
+                    head = _order_fields(name, row, order_at, parse_date, currency)
+            except ValueError as exc:
+                # The first row's messages name the order already. One error per row.
+                errors.append(RowError(line, f"order {name}: {exc}" if index else str(exc)))
+                continue
+            try:
+                quantity, line_name, price, sku = line_at(row)
+                line_name, sku = line_name.strip(), sku.strip()
+                if not (line_name or quantity.strip() or price.strip() or sku):
+                    continue  # an order row without a line item
+                if not line_name:
+                    raise ValueError("Lineitem name is empty")
+                if len(sku) > MAX_ID:
+                    raise ValueError(f"Lineitem sku is longer than {MAX_ID} characters")
+                lines.append(
+                    (
+                        len(lines),
+                        line_name[:500],
+                        parse_quantity(quantity),
+                        parse_cents(price, "Lineitem price"),
+                        sku or None,
+                    )
                 )
-            )
-        except ValueError as exc:
-            errors.append(RowError(line, f"order {name}: {exc}"))
-    if errors:
-        yield from errors
-        return
-    assert record is not None
-    record.lines = lines
-    yield record
+            except ValueError as exc:
+                errors.append(RowError(line, f"order {name}: {exc}"))
+        if errors:
+            yield from errors
+        else:
+            yield OrderRecord(*head, lines, first_line)
 
 
+LINE_COLUMNS = ("lineitem_quantity", "lineitem_name", "lineitem_price", "lineitem_sku")
 ORDER_COLUMNS = (
     "created_at",
     "total",
@@ -120,7 +106,8 @@ ORDER_COLUMNS = (
 
 def _order_fields(
     name: str, row: list[str], order_at: itemgetter, parse_date: DateParser, default_currency: str
-) -> OrderRecord:
+) -> tuple:
+    """The order's own fields, in OrderRecord's order up to ``lines``."""
     if len(name) > MAX_ID:
         raise ValueError(f"Name is longer than {MAX_ID} characters")
     (
@@ -154,23 +141,24 @@ def _order_fields(
         refunded_cents = parse_cents(refunded, "Refunded Amount") if refunded.strip() else 0
         if refunded_cents < 0:
             raise ValueError("Refunded Amount is negative")
-        return OrderRecord(
-            external_id=name,
-            placed_at=parse_date(created, "Created at"),
-            total_cents=parse_cents(total, "Total"),
-            currency=currency,
-            shopify_id=shopify_id,
-            email=check_email(email),
-            first_name=first[:120] if first else None,
-            last_name=last[:120] if last else None,
-            city=city.strip()[:120] or None,
-            country=country.strip()[:120] or None,
-            accepts_marketing=parse_bool(accepts, "Accepts Marketing"),
-            refunded_cents=refunded_cents,
-            financial_status=status.strip()[:40] or None,
-            cancelled_at=parse_date.optional(cancelled, "Cancelled at") if cancelled else None,
-            source=source.strip()[:80] or None,
-            tags=tags.strip(),
+        return (
+            name,
+            parse_date(created, "Created at"),
+            parse_cents(total, "Total"),
+            currency,
+            shopify_id,
+            None,  # customer_external_id: Shopify's export has none
+            check_email(email),
+            first[:120] if first else None,
+            last[:120] if last else None,
+            city.strip()[:120] or None,
+            country.strip()[:120] or None,
+            parse_bool(accepts, "Accepts Marketing"),
+            refunded_cents,
+            status.strip()[:40] or None,
+            parse_date.optional(cancelled, "Cancelled at") if cancelled else None,
+            source.strip()[:80] or None,
+            tags.strip(),
         )
     except ValueError as exc:
         raise ValueError(f"order {name}: {exc}") from None

@@ -334,7 +334,7 @@ class OrderWriter:
                     touched.add(customer_id)
                 continue
             claimed.add(stored["id"])
-            lines_now = [(ln.sku, ln.name, ln.quantity, ln.price_cents) for ln in r.lines]
+            lines_now = [(sku, name, qty, price) for _, name, qty, price, sku in r.lines]
             lines_changed = lines_now != stored_lines.get(stored["id"], [])
             order_changed = any(values[k] != stored[k] for k in ORDER_FIELDS)
             if lines_changed:
@@ -397,11 +397,8 @@ class OrderWriter:
 
     def _line_rows(self, r: OrderRecord, order_id: int, out: list[tuple]) -> None:
         for_line = self.categoriser.for_line
-        for ln in r.lines:
-            out.append(
-                (order_id, ln.position, ln.sku, ln.name, ln.quantity, ln.price_cents)
-                + tuple(for_line(ln.sku, ln.name))
-            )
+        for position, name, quantity, price, sku in r.lines:  # by position: see LineRecord
+            out.append((order_id, position, sku, name, quantity, price, *for_line(sku, name)))
 
     def _insert_customers(self, slots: list[CustomerSlot], now: datetime) -> None:
         """Insert the batch's new customers and learn their ids with one SELECT."""
