@@ -71,6 +71,10 @@ def register_template_helpers(app: Flask) -> None:
 
 def _error_page(code: int, title: str):
     def handle(error):
+        from webapp.surveys.embed import http_error_json, wants_json_error
+
+        if wants_json_error():  # the embed's API answers in JSON, also when unrouted
+            return http_error_json(error)
         description = getattr(error, "description", "") or ""
         return render_template("error.html", code=code, title=title, description=description), code
 

@@ -1,0 +1,105 @@
+"""What the shopper-facing endpoints share: allowed origins, the rate limit, the response token.
+
+The embed's JSON endpoints (embed.py) and the survey pages (respond.py) answer the same
+questions the same way: which sites may call or frame them, how often one address may, and
+which response a token names. Each blueprint renders a `ShopperError` in its own form (JSON
+for the embed, a page for the survey).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import current_app, request
+from sqlalchemy import select
+
+from webapp.extensions import db, limiter
+from webapp.models import ShopSettings, SurveyResponse
+from webapp.settings import normalise_origin
+from webapp.surveys.tokens import read_response_token
+
+# itsdangerous tokens of a 32-character id are about 80 characters; longer is not ours.
+TOKEN_MAX = 200
+
+
+class ShopperError(Exception):
+    """A request a shopper's browser (or a bot) made that cannot be served: a 4xx."""
+
+    def __init__(self, status: int, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+        self.reason = reason
+
+
+def _survey_rate_limit() -> str:
+    # Read per request, so each app (and each test) uses its own configured limit.
+    return current_app.config["SURVEY_RATE_LIMIT"]
+
+
+def rate_limited(view: Callable) -> Callable:
+    """Limit a public view to SURVEY_RATE_LIMIT per visitor address (Flask-Limiter)."""
+    return limiter.limit(_survey_rate_limit)(view)
+
+
+def retry_after_seconds() -> int:
+    """Seconds until the limit that was just hit lets this address in again."""
+    import time
+
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, current.reset_at - int(time.time()))
+
+
+def _origin_or_none(value: str | None) -> str | None:
+    try:
+        return normalise_origin(value) if value else None
+    except ValueError:
+        return None
+
+
+def patchwork_origins() -> set[str]:
+    """Patchwork's own origins: the configured public address and the one this request used."""
+    own = {
+        _origin_or_none(current_app.config["PUBLIC_BASE_URL"]),
+        _origin_or_none(request.host_url),
+    }
+    return {origin for origin in own if origin}
+
+
+def shop_origins(shop: ShopSettings) -> list[str]:
+    """The shop's allowed origins (Settings, one per line), in the order the owner wrote them."""
+    origins = []
+    for line in (shop.allowed_origins or "").splitlines():
+        origin = _origin_or_none(line.strip())
+        if origin and origin not in origins:
+            origins.append(origin)
+    return origins
+
+
+def origin_allowed(shop: ShopSettings, origin: str | None) -> bool:
+    """Whether a browser request from `origin` may use the shop's public endpoints.
+
+    No Origin header (a server, or a same-origin GET) is allowed; "null" (sandboxed frames,
+    files) and anything unparsable are not.
+    """
+    if origin is None:
+        return True
+    normalised = _origin_or_none(origin)
+    if normalised is None:
+        return False
+    return normalised in patchwork_origins() or normalised in shop_origins(shop)
+
+
+def response_for_token(token: str) -> SurveyResponse:
+    """The response a signed token names; ShopperError 403 if forged or expired, 404 if gone."""
+    public_id = read_response_token(token) if len(token) <= TOKEN_MAX else None
+    if public_id is None:
+        raise ShopperError(403, "invalid_token", "This survey link is not valid or has expired.")
+    response = db.session.scalar(
+        select(SurveyResponse).where(SurveyResponse.public_id == public_id)
+    )
+    if response is None:
+        raise ShopperError(404, "unknown_response", "This survey response no longer exists.")
+    return response
