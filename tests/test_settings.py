@@ -19,7 +19,6 @@ VALID = {
     "quiet_hours_end": "21:00",
     "holdout_percent": "10",
     "frequency_cap_days": "5",
-    "allowed_origins": "HTTPS://Shop.Example.com:443/\n\nhttps://shop.example.com\nhttp://localhost:8080",
 }
 
 
@@ -51,7 +50,7 @@ def test_settings_page_shows_the_current_settings_and_webhook_url(owner_client, 
 
 
 def test_saving_valid_settings_normalises_and_redirects(owner_client):
-    response = post_settings(owner_client, trust_unsigned_identity="y")
+    response = post_settings(owner_client)
     assert response.status_code == 302
     assert response.headers["Location"] == "/settings/"
     saved = shop()
@@ -61,15 +60,7 @@ def test_saving_valid_settings_normalises_and_redirects(owner_client):
     assert saved.churn_window_days == 120
     assert saved.quiet_hours_start == "08:30"
     assert saved.quiet_hours_end == "21:00"
-    assert saved.allowed_origins == "https://shop.example.com\nhttp://localhost:8080"
-    assert saved.trust_unsigned_identity is True
     assert "Settings saved." in owner_client.get("/settings/").get_data(as_text=True)
-
-
-def test_trust_unsigned_identity_is_off_unless_ticked(owner_client):
-    post_settings(owner_client, trust_unsigned_identity="y")
-    post_settings(owner_client)  # an unticked checkbox sends nothing
-    assert shop().trust_unsigned_identity is False
 
 
 @pytest.mark.parametrize(
@@ -84,8 +75,6 @@ def test_trust_unsigned_identity_is_off_unless_ticked(owner_client):
         ("quiet_hours_end", "9pm", "is not a time like 09:00"),
         ("holdout_percent", "51", "Between 0 and 50."),
         ("frequency_cap_days", "-1", "Between 0 and 365 days."),
-        ("allowed_origins", "https://ok.example\nshop.example.com", "Line 2: 'shop.example.com'"),
-        ("allowed_origins", "https://shop.example.com/cart", "has a path"),
     ],
 )
 def test_invalid_settings_show_the_error_next_to_the_field(owner_client, field, value, message):

@@ -33,6 +33,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
+from surveys.triggers import validate_cooldown_days
 from webapp.extensions import db, htmx
 from webapp.models import ApiToken, ShopSettings
 from webapp.shop import get_shop
@@ -132,9 +133,6 @@ class ShopForm(FlaskForm):
             NumberRange(0, 365, "Between 0 and 365 days."),
         ],
     )
-    allowed_origins = TextAreaField("Allowed origins")
-    trust_unsigned_identity = BooleanField("Trust unsigned identity")
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.timezone.choices = timezone_choices()
@@ -156,6 +154,35 @@ class ShopForm(FlaskForm):
     validate_quiet_hours_start = _validate_time
     validate_quiet_hours_end = _validate_time
 
+
+
+SHOP_FIELDS = (
+    "name",
+    "postal_address",
+    "timezone",
+    "currency",
+    "churn_window_days",
+    "quiet_hours_start",
+    "quiet_hours_end",
+    "holdout_percent",
+    "frequency_cap_days",
+)
+
+
+class SurveySettingsForm(FlaskForm):
+    """Surveys on the shop's pages: where they may appear and how much to trust a page."""
+
+    survey_cooldown_days = IntegerField(
+        "Days between surveys",
+        validators=[InputRequired("Enter a number of days (0: no cooldown).")],
+    )
+    allowed_origins = TextAreaField("Allowed origins")
+    trust_unsigned_identity = BooleanField("Trust unsigned identity")
+
+    def validate_survey_cooldown_days(self, field):
+        if problem := validate_cooldown_days(field.data):
+            raise ValidationError(problem)
+
     def validate_allowed_origins(self, field):
         origins, problems = [], []
         for number, line in enumerate((field.data or "").splitlines(), start=1):
@@ -173,19 +200,7 @@ class ShopForm(FlaskForm):
         field.data = "\n".join(origins)
 
 
-SHOP_FIELDS = (
-    "name",
-    "postal_address",
-    "timezone",
-    "currency",
-    "churn_window_days",
-    "quiet_hours_start",
-    "quiet_hours_end",
-    "holdout_percent",
-    "frequency_cap_days",
-    "allowed_origins",
-    "trust_unsigned_identity",
-)
+SURVEY_FIELDS = ("survey_cooldown_days", "allowed_origins", "trust_unsigned_identity")
 
 
 class WebhookSecretForm(FlaskForm):
@@ -242,7 +257,8 @@ def render_page(
 ):
     """The whole page. A fresh secret is rendered straight into the POST's answer, never
     carried through the session: Flask's session cookie is signed, not encrypted."""
-    forms.setdefault("form", ShopForm(obj=shop))
+    forms.setdefault("form", ShopForm(formdata=None, obj=shop))
+    forms.setdefault("survey_form", SurveySettingsForm(formdata=None, obj=shop))
     forms.setdefault("secret_form", WebhookSecretForm())
     forms.setdefault("token_form", TokenForm(formdata=None))
     response = make_response(
@@ -253,6 +269,7 @@ def render_page(
             new_token=new_token,
             new_embed_secret=new_embed_secret,
             webhook_url=public_url("api.shopify_orders_webhook"),
+            embed_script_url=public_url("embed.loader"),
             api_url=public_url("api.orders"),
             last4=last4,
             **forms,
@@ -289,6 +306,19 @@ def index():
         flash("Settings saved.", "success")
         return redirect(url_for("settings.index"))
     return render_page(shop, form=form)
+
+
+@bp.route("/surveys", methods=["POST"])
+def surveys():
+    shop = get_shop()
+    survey_form = SurveySettingsForm()
+    if not survey_form.validate_on_submit():
+        return render_page(shop, survey_form=survey_form)
+    for name in SURVEY_FIELDS:
+        setattr(shop, name, getattr(survey_form, name).data)
+    db.session.commit()
+    flash("Survey settings saved.", "success")
+    return redirect(url_for("settings.index", _anchor="surveys"))
 
 
 @bp.route("/webhook-secret", methods=["POST"])
