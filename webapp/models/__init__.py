@@ -4,6 +4,13 @@ from webapp.models.accounts import ApiToken, LoginFailure, User
 from webapp.models.catalog import Category, CategoryRule, Product
 from webapp.models.customers import Customer, ErasedEmail
 from webapp.models.orders import Order, OrderLine
+from webapp.models.profiles import (
+    CustomerCategoryStat,
+    CustomerProfile,
+    CustomerTrait,
+    RefreshRun,
+    RfmSegmentMap,
+)
 from webapp.models.shop import ShopSettings
 from webapp.models.surveys import (
     AnswerChoice,
@@ -21,11 +28,16 @@ __all__ = [
     "Category",
     "CategoryRule",
     "Customer",
+    "CustomerCategoryStat",
+    "CustomerProfile",
+    "CustomerTrait",
     "ErasedEmail",
     "LoginFailure",
     "Order",
     "OrderLine",
     "Product",
+    "RefreshRun",
+    "RfmSegmentMap",
     "ShopSettings",
     "Survey",
     "SurveyAnswer",

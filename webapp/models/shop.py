@@ -30,3 +30,9 @@ class ShopSettings(db.Model):
     trust_unsigned_identity: Mapped[bool] = mapped_column(Boolean, default=False)
     # Days after any survey before a shopper is shown another one (0: no cooldown).
     survey_cooldown_days: Mapped[int] = mapped_column(Integer, default=7)
+    # Preference traits (webapp.segmentation.traits): with declared and observed evidence,
+    # score = declared weight x [declared] + observed weight x share; a value needs the
+    # threshold to win, else the trait is "mixed". Percentages, so that 0.6 stays exact.
+    trait_declared_weight_pct: Mapped[int] = mapped_column(Integer, default=60)
+    trait_observed_weight_pct: Mapped[int] = mapped_column(Integer, default=40)
+    trait_threshold_pct: Mapped[int] = mapped_column(Integer, default=40)
