@@ -12,13 +12,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory, url_for
 from werkzeug.exceptions import HTTPException
 
-from surveys.answers import EMAIL_MAX, AnswerError
-from surveys.errors import text_problem
+from surveys.answers import AnswerError
 from surveys.triggers import device_class, embed_document
 from webapp.auth import public
 from webapp.extensions import db
@@ -27,17 +25,17 @@ from webapp.shop import get_shop
 from webapp.surveys.manage import active_surveys
 from webapp.surveys.public import (
     ShopperError,
+    identity_from,
     origin_allowed,
     rate_limited,
     response_for_token,
     retry_after_seconds,
+    text_field,
 )
 from webapp.surveys.responses import (
     PAGE_URL_MAX,
-    REF_MAX,
     VISITOR_ID_MAX,
     AnswerRejected,
-    Identity,
     dismiss_response,
     live_definition,
     record_answer,
@@ -51,7 +49,6 @@ SHOPPER_BLUEPRINTS = frozenset({"embed", "respond"})
 DEVICES = frozenset({"mobile", "tablet", "desktop"})
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight answer
 LOADER_MAX_AGE = 300  # the loader changes rarely; five minutes bounds a deploy's delay
-_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")  # hex HMAC-SHA256
 _DB_ID_MAX = 2**31 - 1
 _HTTP_CODES = {
     400: "bad_request",
@@ -186,22 +183,6 @@ def _only(data: dict, allowed: frozenset[str]) -> None:
             raise ShopperError(400, "unexpected_field", f"Unexpected field {key[:40]!r}.")
 
 
-def _text(data: dict, key: str, limit: int, *, required: bool = False) -> str | None:
-    """A text field, stripped; None when absent or blank (ShopperError if it is required)."""
-    value = data.get(key)
-    if value is not None:
-        if not isinstance(value, str):
-            raise ShopperError(400, "invalid_type", f"{key} must be text.")
-        if problem := text_problem(value):
-            raise ShopperError(400, "invalid_text", f"{key}: {problem}")
-        value = value.strip()
-        if len(value) > limit:
-            raise ShopperError(400, "too_long", f"{key} is at most {limit} characters long.")
-    if required and not value:
-        raise ShopperError(400, "missing_field", f"Send {key}.")
-    return value or None
-
-
 def _shop_for_key(shop_key: str) -> ShopSettings:
     shop = get_shop()
     if not (
@@ -280,20 +261,6 @@ def _active_survey(value: object) -> Survey:
     return survey
 
 
-def _identity(data: dict) -> Identity:
-    signature = _text(data, "signature", 64)
-    if signature and not _SIGNATURE.fullmatch(signature):
-        raise ShopperError(
-            400, "invalid_signature", "signature must be a hex HMAC-SHA256 (64 characters)."
-        )
-    return Identity(
-        order_ref=_text(data, "order_id", REF_MAX),
-        email=_text(data, "email", EMAIL_MAX),
-        customer_ref=_text(data, "customer_id", REF_MAX),
-        signature=signature,
-    )
-
-
 def _device(data: dict) -> str:
     device = data.get("device")
     if device is None:
@@ -317,15 +284,15 @@ def responses(shop_key: str) -> tuple[Response, int] | Response:
     if "survey" not in data:
         raise ShopperError(400, "missing_field", "Send survey.")
     survey = _active_survey(data["survey"])
-    visitor = _text(data, "visitor", VISITOR_ID_MAX, required=True)
-    page = _text(data, "page", PAGE_URL_MAX)
+    visitor = text_field(data, "visitor", VISITOR_ID_MAX, required=True)
+    page = text_field(data, "page", PAGE_URL_MAX)
     device = _device(data)
     response = start_response(
         db.session,
         survey,
         shop,
         visitor_id=visitor,
-        identity=_identity(data),
+        identity=identity_from(data),
         device=device,
         page_url=page,
     )

@@ -8,18 +8,23 @@ for the embed, a page for the survey).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 
 from flask import current_app, request
 from sqlalchemy import select
 
+from surveys.answers import EMAIL_MAX
+from surveys.errors import text_problem
 from webapp.extensions import db, limiter
 from webapp.models import ShopSettings, SurveyResponse
 from webapp.settings import normalise_origin
+from webapp.surveys.responses import REF_MAX, Identity
 from webapp.surveys.tokens import read_response_token
 
 # itsdangerous tokens of a 32-character id are about 80 characters; longer is not ours.
 TOKEN_MAX = 200
+_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")  # hex HMAC-SHA256
 
 
 class ShopperError(Exception):
@@ -103,3 +108,42 @@ def response_for_token(token: str) -> SurveyResponse:
     if response is None:
         raise ShopperError(404, "unknown_response", "This survey response no longer exists.")
     return response
+
+
+def text_field(data: Mapping, key: str, limit: int, *, required: bool = False) -> str | None:
+    """A text field of a request, stripped; None when absent or blank.
+
+    ShopperError 400 when it is not text, cannot be stored, is too long, or is required and
+    missing.
+    """
+    value = data.get(key)
+    if value is not None:
+        if not isinstance(value, str):
+            raise ShopperError(400, "invalid_type", f"{key} must be text.")
+        if problem := text_problem(value):
+            raise ShopperError(400, "invalid_text", f"{key}: {problem}")
+        value = value.strip()
+        if len(value) > limit:
+            raise ShopperError(400, "too_long", f"{key} is at most {limit} characters long.")
+    if required and not value:
+        raise ShopperError(400, "missing_field", f"Send {key}.")
+    return value or None
+
+
+def identity_from(data: Mapping) -> Identity:
+    """Who the shop's page (or the link in an email) says the shopper is.
+
+    The same fields everywhere: order_id, email, customer_id and signature (hex HMAC-SHA256
+    of "order_id|email|customer_id" with the shop's embed secret).
+    """
+    signature = text_field(data, "signature", 64)
+    if signature and not _SIGNATURE.fullmatch(signature):
+        raise ShopperError(
+            400, "invalid_signature", "signature must be a hex HMAC-SHA256 (64 characters)."
+        )
+    return Identity(
+        order_ref=text_field(data, "order_id", REF_MAX),
+        email=text_field(data, "email", EMAIL_MAX),
+        customer_ref=text_field(data, "customer_id", REF_MAX),
+        signature=signature,
+    )

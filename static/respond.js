@@ -1,0 +1,61 @@
+/* The survey page's side of the embed. Inside the shop's iframe it tells the host page
+   (the loader) to close (Esc or the close button), that the survey is completed, and how
+   tall its content is; after each htmx step it moves focus to the new step. */
+(function () {
+  "use strict";
+  var framed = window.parent !== window;
+  var completed = false;
+  var lastHeight = 0;
+
+  function tell(message) {
+    // "*": the messages carry nothing private, and only the shop's allowed origins may
+    // frame this page (its Content-Security-Policy frame-ancestors).
+    if (framed) window.parent.postMessage(message, "*");
+  }
+
+  function reportHeight() {
+    var main = document.querySelector("main");
+    var height = main ? Math.ceil(main.getBoundingClientRect().height) : 0;
+    if (height && height !== lastHeight) {
+      lastHeight = height;
+      tell({ patchwork: "height", value: height });
+    }
+  }
+
+  function checkCompleted() {
+    if (!completed && document.querySelector("[data-completed]")) {
+      completed = true;
+      tell({ patchwork: "completed" });
+    }
+  }
+
+  function focusStep() {
+    var step = document.getElementById("step");
+    if (!step) return;
+    var target = step.querySelector("[aria-invalid=true], [data-focus]") ||
+      step.querySelector("input:checked, input:not([type=hidden]), textarea");
+    if (target) target.focus();
+  }
+
+  if (framed) {
+    var close = document.querySelector("[data-close]");
+    if (close) close.hidden = false;
+  }
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") tell({ patchwork: "close" });
+  });
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-close]")) tell({ patchwork: "close" });
+  });
+  document.body.addEventListener("htmx:afterSwap", function () {
+    checkCompleted();
+    focusStep();
+    reportHeight();
+  });
+  if ("ResizeObserver" in window) {
+    new ResizeObserver(reportHeight).observe(document.body);
+  }
+  window.addEventListener("load", reportHeight);
+  checkCompleted();
+  reportHeight();
+})();
