@@ -195,3 +195,99 @@ def test_a_later_import_does_not_bring_an_erased_customer_back(app, runner, tmp_
     assert erased.accepts_marketing is False
     order = db.session.scalars(select(Order).filter_by(external_id="#2001")).one()
     assert order.customer_id == customer.id
+
+
+# --- survey responses --------------------------------------------------------------------
+
+
+def ann_answered_surveys(customer):
+    """Ann answers a survey on her order's page (linked), and types her address into another
+    survey where she only claimed to be her (unverified, so not linked)."""
+    from tests.factories import add_survey
+    from webapp.shop import get_shop
+    from webapp.surveys.responses import Identity, record_answer, sign_identity, start_response
+
+    shop = get_shop()
+    profile = add_survey("post_purchase_profile")
+    identity = Identity(order_ref="#1001")
+    signed = Identity(order_ref="#1001", signature=sign_identity(shop.embed_secret, identity))
+    linked = start_response(
+        db.session, profile, shop, identity=signed, visitor_id="v-ann", device="mobile",
+        page_url="https://shop.example/thanks?order=1001", now=T0,
+    )  # fmt: skip
+    record_answer(db.session, linked, "craft", {"options": ["other"], "other": "Ann's rug hooking"})
+    record_answer(db.session, linked, "skill", "beginner")
+
+    exit_survey = add_survey("exit_intent_objection")
+    email = {"id": "email", "type": "email", "prompt": "Your email?", "required": False}
+    questions = [*exit_survey.published["questions"], email]
+    exit_survey.published = {**exit_survey.published, "questions": questions}
+    claimed = start_response(
+        db.session, exit_survey, shop, identity=Identity(email="ANN.SMITH@example.com"),
+        visitor_id="v-ann-2", page_url="https://shop.example/cart",
+    )  # fmt: skip
+    record_answer(db.session, claimed, "objection", "not_found")
+    record_answer(db.session, claimed, "looking_for", "Ann Smith's favourite blue merino")
+    record_answer(db.session, claimed, "email", "ann.smith@example.com")  # no consent
+    db.session.commit()
+    assert linked.customer_id == customer.id and claimed.customer_id is None
+    return linked, claimed
+
+
+def test_export_holds_the_customers_survey_responses_and_answers(app):
+    customer = ann()
+    ann_answered_surveys(customer)
+
+    data = export_customer(customer)
+
+    linked, claimed = data["survey_responses"]
+    assert linked["survey"]["title"] == "Tell us about you"
+    assert linked["device"] == "mobile" and linked["order_ref"] == "#1001"
+    assert linked["page_url"] == "https://shop.example/thanks?order=1001"
+    assert [(a["question"], a["answer"]) for a in linked["answers"]] == [
+        ("What are you making?", "Something else: Ann's rug hooking"),
+        ("How would you describe your skill?", "Beginner"),
+    ]
+    assert linked["answers"][1]["value"] == {"options": ["beginner"], "other": None}
+    assert claimed["claimed_email"] == "ANN.SMITH@example.com"
+    assert claimed["answers"][-1]["answer"] == "ann.smith@example.com (no consent)"
+    json.dumps(data)
+
+
+def test_erase_removes_the_personal_data_in_survey_responses_and_keeps_the_choices(app):
+    from webapp.models import SurveyAnswer, SurveyResponse
+
+    customer = ann()
+    linked, claimed = ann_answered_surveys(customer)
+
+    erase_customer(customer)
+
+    db.session.expire_all()
+    for response in (
+        db.session.get(SurveyResponse, linked.id),
+        db.session.get(SurveyResponse, claimed.id),
+    ):
+        assert (response.claimed_email, response.claimed_customer_ref) == (None, None)
+        assert (response.page_url, response.visitor_id) == (None, None)
+    answers = {a.question_id: a.value for a in db.session.scalars(select(SurveyAnswer))}
+    assert answers["craft"] == {"options": ["other"], "other": "(erased)"}
+    assert answers["skill"] == {"options": ["beginner"], "other": None}
+    assert answers["objection"] == {"options": ["not_found"], "other": None}
+    assert answers["looking_for"] == {"text": "(erased)"}
+    assert answers["email"] is None
+    text = json.dumps(export_customer(db.session.get(Customer, customer.id)))
+    for value in ("rug hooking", "merino", "ann.smith", "ANN.SMITH", "thanks?order", "v-ann"):
+        assert value not in text
+
+
+def test_the_customer_page_lists_their_survey_answers_in_words(owner_client):
+    customer = ann()
+    linked, _ = ann_answered_surveys(customer)
+
+    html = owner_client.get(f"/customers/{customer.id}").get_data(as_text=True)
+
+    section = html.split('id="survey-answers-heading"')[1].split("</section>")[0]
+    assert f'href="/surveys/{linked.survey_id}/results">Tell us about you</a>' in section
+    assert "<dd>Something else: Ann&#39;s rug hooking</dd>" in section
+    assert "<dd>Beginner</dd>" in section
+    assert "Before you go" not in section  # not linked to Ann: only its export finds it

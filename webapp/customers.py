@@ -23,6 +23,7 @@ from wtforms.validators import ValidationError
 from webapp.extensions import db, htmx
 from webapp.models import Customer, Order
 from webapp.privacy import erase_customer, export_customer
+from webapp.surveys.stats import customer_responses
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 
@@ -426,6 +427,7 @@ def _render_customer(customer: Customer, form: EraseForm) -> str:
         customer=customer,
         orders=recent_orders(customer),
         totals=customer_totals(customer),
+        survey_responses=customer_responses(db.session, customer.id),
         recent_limit=RECENT_ORDERS,
         form=form,
     )

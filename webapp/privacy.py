@@ -2,6 +2,9 @@
 
 Erasure keeps the customer row and its orders (anonymised) so the shop's totals do not change,
 and keeps a one-way hash of the email so that a later import never brings the person back.
+Their survey responses stay too (the results' counts do not change), without what could
+identify them: the identity the shop's page claimed, the page, the visitor id, and every
+address or free text they typed.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ import hmac
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from webapp.extensions import db
-from webapp.models import Customer, ErasedEmail, Order
+from webapp.models import Customer, ErasedEmail, Order, SurveyAnswer, SurveyResponse
+from webapp.surveys.responses import live_definition
+from webapp.surveys.stats import answer_words
 
 EXPORT_FORMAT = "patchwork.customer-export/1"
 
@@ -78,6 +83,7 @@ def export_customer(customer: Customer) -> dict[str, Any]:
             "unsubscribed_at": _iso(customer.unsubscribed_at),
         },
         "orders": [_export_order(order) for order in customer_orders(customer)],
+        "survey_responses": [_export_response(r) for r in survey_responses_of(customer)],
     }
 
 
@@ -108,6 +114,87 @@ def _export_order(order: Order) -> dict[str, Any]:
     }
 
 
+def survey_responses_of(customer: Customer) -> list[SurveyResponse]:
+    """The customer's survey responses, oldest first: those linked to them, and unlinked ones
+    that name their email (an unverified claim, or an address typed without consent)."""
+    email = customer.email_norm
+    mine = [SurveyResponse.customer_id == customer.id]
+    if email:
+        mine.append(func.lower(func.trim(SurveyResponse.claimed_email)) == email)
+        mine.append(
+            exists(
+                select(SurveyAnswer.id).where(
+                    SurveyAnswer.response_id == SurveyResponse.id,
+                    func.lower(SurveyAnswer.value["email"].as_string()) == email,
+                )
+            )
+        )
+    return list(
+        db.session.scalars(
+            select(SurveyResponse)
+            .where(or_(*mine))
+            .options(selectinload(SurveyResponse.answers), selectinload(SurveyResponse.survey))
+            .order_by(SurveyResponse.shown_at, SurveyResponse.id)
+        )
+    )
+
+
+def _export_response(response: SurveyResponse) -> dict[str, Any]:
+    definition = live_definition(response.survey)
+    questions = {q.id: q for q in definition.questions}
+    return {
+        "survey": {"id": response.survey_id, "title": response.survey.title},
+        "shown_at": _iso(response.shown_at),
+        "started_at": _iso(response.started_at),
+        "completed_at": _iso(response.completed_at),
+        "dismissed_at": _iso(response.dismissed_at),
+        "channel": response.channel,
+        "device": response.device,
+        "page_url": response.page_url,
+        "visitor_id": response.visitor_id,
+        "order_ref": response.order_ref,
+        "claimed_email": response.claimed_email,
+        "claimed_customer_ref": response.claimed_customer_ref,
+        "identity_verified": response.identity_verified,
+        "answers": [
+            {
+                "question_id": answer.question_id,
+                "question": q.prompt if (q := questions.get(answer.question_id)) else None,
+                "answer": answer_words(q, answer.value) if q else None,
+                "value": answer.value,
+                "answered_at": _iso(answer.answered_at),
+            }
+            for answer in sorted(response.answers, key=lambda a: (a.answered_at, a.id))
+        ],
+    }
+
+
+ERASED_TEXT = "(erased)"
+
+
+def _erased_value(value: Any) -> Any:
+    """A stored answer without what the shopper typed: choices stay, so the counts do."""
+    if not isinstance(value, dict):
+        return value
+    if "email" in value:
+        return None  # the address was the whole answer
+    if value.get("text"):
+        return {**value, "text": ERASED_TEXT}
+    if value.get("other"):
+        return {**value, "other": ERASED_TEXT}
+    return value
+
+
+def _erase_survey_responses(customer: Customer) -> None:
+    for response in survey_responses_of(customer):
+        response.claimed_email = None
+        response.claimed_customer_ref = None
+        response.page_url = None
+        response.visitor_id = None
+        for answer in response.answers:
+            answer.value = _erased_value(answer.value)
+
+
 def erase_customer(customer: Customer) -> None:
     """Remove the customer's personal data for good; orders and amounts stay, anonymised.
 
@@ -123,6 +210,7 @@ def erase_customer(customer: Customer) -> None:
             db.session.add(ErasedEmail(email_hash=digest, customer_id=customer.id))
         elif kept.customer_id is None:
             kept.customer_id = customer.id
+    _erase_survey_responses(customer)  # first: it finds unlinked responses by the email
     for field in PERSONAL_FIELDS:
         setattr(customer, field, None)
     # A consent record of nobody in particular means nothing; no mail can reach the row anyway.
