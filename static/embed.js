@@ -103,7 +103,8 @@
       fetch(api + "/responses", {
         method: "POST",
         credentials: "omit",
-        headers: { "Content-Type": "application/json" },
+        // JSON as text/plain is a "simple" request: no CORS preflight before the survey shows
+        headers: { "Content-Type": "text/plain" },
         body: JSON.stringify(body)
       })
         .then(function (r) { return r.ok ? r.json() : null; })
@@ -142,12 +143,15 @@
       var close = root.querySelector("button");
       var frame = root.querySelector("iframe");
       var guards = root.querySelectorAll("span");
-      var title = res.title || "Survey";
+      var title = s.title || "Survey";
       box.setAttribute("aria-label", title);
       frame.title = title;
       frame.src = new URL(res.url, base).href;
       (document.body || document.documentElement).appendChild(host);
       frame.focus();
+      // The survey's page replacing about:blank drops that focus: give it back once.
+      var loaded = function () { frame.removeEventListener("load", loaded); frame.focus(); };
+      frame.addEventListener("load", loaded);
 
       // Focus stays in the dialog: the guards around it send Tab back round the cycle of
       // close button and iframe; focus landing anywhere else on the page comes back.
