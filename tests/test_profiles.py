@@ -349,7 +349,12 @@ def test_profiles_match_the_definitions_on_generated_edge_cases(app, seed):
             wanted.update(is_frequent=False, is_vip=False, is_seasonal=False)
         assert actual == wanted, f"customer {cid}"
     got_stats = {
-        (s.customer_id, s.category): (s.orders, s.spend_cents, s.spend_365_cents, s.last_purchase_on)
+        (s.customer_id, s.category): (
+            s.orders,
+            s.spend_cents,
+            s.spend_365_cents,
+            s.last_purchase_on,
+        )
         for s in db.session.scalars(
             select(CustomerCategoryStat).where(CustomerCategoryStat.run_id == run.id)
         )

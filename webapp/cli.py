@@ -90,6 +90,7 @@ def register_commands(app: Flask) -> None:
     from webapp.demo import demo_command
     from webapp.imports.cli import import_orders_command
     from webapp.imports.products import import_products_command
+    from webapp.segmentation.cli import export_profiles_command, refresh_command
 
     for command in (
         create_owner_command,
@@ -98,6 +99,8 @@ def register_commands(app: Flask) -> None:
         import_orders_command,
         import_products_command,
         demo_command,
+        refresh_command,
+        export_profiles_command,
     ):
         app.cli.add_command(command)
 

@@ -176,3 +176,4 @@ def load_handlers() -> None:
     import webapp.imports.products  # noqa: F401
     import webapp.imports.service  # noqa: F401
     import webapp.imports.uploads  # noqa: F401
+    import webapp.segmentation.refresh  # noqa: F401

@@ -23,10 +23,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, func, select, text, update
 
 from webapp.extensions import db
-from webapp.models import RefreshRun, ShopSettings, Survey
+from webapp.models import RefreshRun, ShopSettings, Survey, Task
 from webapp.segmentation import profiles, rfm, traits
 from webapp.segmentation.dialect import Dialect, day_number, local_midnight_utc, offset_periods
 from webapp.segmentation.staging import RunContext
+from webapp.tasks import Progress as TaskProgress
+from webapp.tasks import handler
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,14 @@ class RefreshBusy(RuntimeError):
 
     def __init__(self) -> None:
         super().__init__("Another refresh is running; try again when it has finished.")
+
+
+class RefreshFailed(RuntimeError):
+    """A run failed; it is recorded as failed and the previous results stay live."""
+
+    def __init__(self, run_id: int, cause: str) -> None:
+        super().__init__(f"Refresh run {run_id} failed (previous results kept): {cause}")
+        self.run_id = run_id
 
 
 @contextmanager
@@ -94,8 +104,8 @@ def run_refresh(
 ) -> RefreshRun:
     """Refresh every profile as of `as_of` (default: today in the shop's time zone).
 
-    Raises RefreshBusy when another run holds the lock; any other failure is recorded on
-    the run (status failed) and raised again.
+    Raises RefreshBusy when another run holds the lock, RefreshFailed when the run failed
+    (it is recorded as failed; the previous results stay live).
     """
     engine = db.engine
     with refresh_lock(engine):
@@ -105,31 +115,36 @@ def run_refresh(
         run = RefreshRun(trigger=trigger, as_of=as_of, status="running", step="starting")
         db.session.add(run)
         db.session.commit()
+        run_id = run.id
         started = time.perf_counter()
         try:
-            counts, movement, previous = _compute_and_swap(engine, run, shop, progress)
+            counts = _compute_and_swap(engine, run, shop, progress)
         except Exception as exc:
+            log.exception("refresh run %s failed", run_id)
+            cause = f"{type(exc).__name__}: {exc}"[:2000]
             db.session.rollback()
             db.session.execute(
                 update(RefreshRun)
-                .where(RefreshRun.id == run.id)
+                .where(RefreshRun.id == run_id)
                 .values(
                     status="failed",
-                    error=f"{type(exc).__name__}: {exc}"[:2000],
+                    error=cause,
                     finished_at=datetime.now(UTC),
                     duration_ms=int(1000 * (time.perf_counter() - started)),
                 )
             )
             db.session.commit()
             _purge_safely(engine)
-            raise
+            raise RefreshFailed(run_id, cause) from exc
         db.session.refresh(run)
+        if progress:
+            progress(len(STEPS), len(STEPS), "done")
         _purge_safely(engine)
         log.info("refresh %s done in %s ms: %s", run.id, run.duration_ms, counts["customers"])
         return run
 
 
-def _compute_and_swap(engine: Engine, run: RefreshRun, shop: ShopSettings, progress):
+def _compute_and_swap(engine: Engine, run: RefreshRun, shop: ShopSettings, progress) -> dict:
     exit_surveys = [
         s.id
         for s in db.session.scalars(select(Survey).where(Survey.published.is_not(None)))
@@ -143,7 +158,7 @@ def _compute_and_swap(engine: Engine, run: RefreshRun, shop: ShopSettings, progr
             ctx = _context(conn, run, shop, grid, exit_surveys)
             counts, movement = _compute(conn, ctx, previous, progress)
             # The swap: one short UPDATE. Until it commits, readers see the previous run.
-            conn.execute(
+            swapped = conn.execute(
                 update(RefreshRun)
                 .where(RefreshRun.id == run.id, RefreshRun.status == "running")
                 .values(
@@ -155,12 +170,14 @@ def _compute_and_swap(engine: Engine, run: RefreshRun, shop: ShopSettings, progr
                     movement=movement,
                     previous_run_id=previous,
                 )
-            )
+            ).rowcount
+            if swapped != 1:
+                raise RuntimeError("the run was marked failed while it ran")
             conn.commit()
         finally:
             # Staging tables and the run's settings die with the connection, not in the pool.
             conn.invalidate()
-    return counts, movement, previous
+    return counts
 
 
 # Each step stages one temporary table (or copies the results); in order.
@@ -383,3 +400,15 @@ def _purge_safely(engine: Engine) -> None:
         purge_old_results(engine)
     except Exception:  # the results are in; old rows wait for the next run
         log.exception("purging old refresh results failed")
+
+
+@handler("refresh")
+def refresh_task(task: Task, progress: TaskProgress) -> dict:
+    """A refresh queued from the browser: params {"as_of": "YYYY-MM-DD" or absent}."""
+    as_of = task.params.get("as_of")
+    run = run_refresh(
+        as_of=date.fromisoformat(as_of) if as_of else None,
+        trigger=task.params.get("trigger", "browser"),
+        progress=progress,
+    )
+    return {"run_id": run.id, "as_of": run.as_of.isoformat(), "counts": run.counts}
