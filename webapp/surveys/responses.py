@@ -17,8 +17,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
 
 from surveys.answers import Answer, AnswerError, next_question, validate_answer
@@ -71,8 +72,24 @@ def identity_verified(secret: str, identity: Identity) -> bool:
 
 
 def live_definition(survey: Survey) -> SurveyDefinition:
-    """What shoppers see: the published copy (a paused survey keeps answering its tokens)."""
-    return parse_definition(survey.published or survey.definition)
+    """What shoppers see: the published copy (a paused survey keeps answering its tokens).
+
+    Parsed once per publish and kept: every answer needs it, and `publish` is the only way
+    the published copy changes (it sets a new published_at).
+    """
+    if survey.published is None:
+        return parse_definition(survey.definition)
+    key = (survey.id, survey.published_at)
+    definition = _published_cache.get(key)
+    if definition is None:
+        if len(_published_cache) >= _PUBLISHED_CACHE_SIZE:
+            _published_cache.clear()
+        definition = _published_cache[key] = parse_definition(survey.published)
+    return definition
+
+
+_PUBLISHED_CACHE_SIZE = 256
+_published_cache: dict[tuple[int, datetime | None], SurveyDefinition] = {}
 
 
 # --- identity --------------------------------------------------------------------------------
@@ -273,15 +290,16 @@ def record_answer(
     if stored is None:
         if question_id != response.next_question:
             raise AnswerRejected("Answer the questions in order.", "out_of_order")
-        stored, moved = _insert_answer(session, response, question_id, value, answer.number, now)
+        answer_id = _insert_answer(session, response, question_id, value, answer.number, now)
+        moved = answer_id is not None  # else a concurrent retry stored it first
         if moved:
-            _write_choices_and_traits(session, response, definition, stored, answer, now)
+            _write_choices_and_traits(session, response, definition, answer_id, answer, now)
     elif stored.value != value:  # the shopper went back and changed it
         moved = True
         stored.value, stored.number, stored.answered_at = value, answer.number, now
         session.execute(delete(AnswerChoice).where(AnswerChoice.answer_id == stored.id))
         session.execute(delete(DeclaredTrait).where(DeclaredTrait.answer_id == stored.id))
-        _write_choices_and_traits(session, response, definition, stored, answer, now)
+        _write_choices_and_traits(session, response, definition, stored.id, answer, now)
     else:
         moved = False  # a retry of the same answer: nothing to do
 
@@ -309,47 +327,66 @@ def _stored_answer(
 
 def _insert_answer(
     session: Session, response: SurveyResponse, question_id: str, value, number, now
-) -> tuple[SurveyAnswer, bool]:
-    """Insert the answer row: (row, True); if a concurrent request did first, (theirs, False)."""
-    row = SurveyAnswer(
-        response_id=response.id,
-        survey_id=response.survey_id,
-        question_id=question_id,
-        value=value,
-        number=number,
-        answered_at=now,
-    )
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        row = _stored_answer(session, response, question_id)
-        assert row is not None
-        return row, False
-    return row, True
+) -> int | None:
+    """Insert the answer row and return its id; None if a concurrent request stored it first.
 
-
-def _write_choices_and_traits(session, response, definition, stored, answer, now) -> None:
-    session.add_all(
-        AnswerChoice(
-            answer_id=stored.id,
-            option_id=option_id,
-            survey_id=response.survey_id,
-            question_id=stored.question_id,
-        )
-        for option_id in answer.option_ids
-    )
-    session.add_all(
-        DeclaredTrait(
-            answer_id=stored.id,
+    ON CONFLICT DO NOTHING rather than a savepoint: one statement, and the loser of a race
+    simply leaves the winner's row.
+    """
+    dialect = session.get_bind().dialect.name
+    insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return session.scalar(
+        insert_into(SurveyAnswer)
+        .values(
             response_id=response.id,
-            dimension=item.trait.dimension,
-            value=item.trait.value,
-            declared_at=now,
+            survey_id=response.survey_id,
+            question_id=question_id,
+            value=value,
+            number=number,
+            answered_at=now,
         )
-        for item in trait_evidence(definition, [answer])
+        .on_conflict_do_nothing(index_elements=["response_id", "question_id"])
+        .returning(SurveyAnswer.id)
     )
+
+
+def _write_choices_and_traits(
+    session: Session,
+    response: SurveyResponse,
+    definition: SurveyDefinition,
+    answer_id: int,
+    answer: Answer,
+    now: datetime,
+) -> None:
+    """Two executemany INSERTs; the ORM's unit of work would cost more than the writes."""
+    if answer.option_ids:
+        session.execute(
+            insert(AnswerChoice),
+            [
+                {
+                    "answer_id": answer_id,
+                    "option_id": option_id,
+                    "survey_id": response.survey_id,
+                    "question_id": answer.question_id,
+                }
+                for option_id in answer.option_ids
+            ],
+        )
+    evidence = trait_evidence(definition, [answer])
+    if evidence:
+        session.execute(
+            insert(DeclaredTrait),
+            [
+                {
+                    "answer_id": answer_id,
+                    "response_id": response.id,
+                    "dimension": item.trait.dimension,
+                    "value": item.trait.value,
+                    "declared_at": now,
+                }
+                for item in evidence
+            ],
+        )
 
 
 def _record_consent(session: Session, response: SurveyResponse, email: str, now) -> None:
