@@ -145,7 +145,7 @@ def bench_engine(engine: str, args, workdir: Path) -> dict:
         env = env_for(database.url) | {
             "SECRET_KEY": SECRET,
             "SURVEY_RATE_LIMIT": RAISED_LIMIT,
-            "RATELIMIT_STORAGE_URI": "memory://",
+            "RATELIMIT_STORAGE_URI": args.limiter_storage,
         }
         subprocess.run([sys.executable, str(BENCH / "ceiling_app.py")], env=env, check=True)
         env_ceiling = env | {"PYTHONPATH": f"{BENCH}{os.pathsep}{ROOT}"}
@@ -190,9 +190,17 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--responses", type=int, default=200_000)
+    parser.add_argument(
+        "--limiter-storage",
+        default="memory://",
+        help="RATELIMIT_STORAGE_URI, e.g. redis://127.0.0.1:6379",
+    )
     args = parser.parse_args()
     engines = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    print(f"rate limit raised to {RAISED_LIMIT!r} for the run (counted, never refusing)")
+    print(
+        f"rate limit raised to {RAISED_LIMIT!r} for the run (counted in"
+        f" {args.limiter_storage}, never refusing)"
+    )
     with tempfile.TemporaryDirectory(prefix="patchwork-bench-") as tmp:
         results = [bench_engine(engine, args, Path(tmp)) for engine in engines]
     for r in results:
