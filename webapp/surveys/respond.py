@@ -205,7 +205,7 @@ def _show_response_step(
 def step(token: str):
     survey_response = response_for_token(token)
     definition = live_definition(survey_response.survey)
-    if request.method == "GET":
+    if request.method != "POST":  # GET and HEAD
         wanted = request.args.get("step")
         return _show_response_step(token, survey_response, definition, wanted)
 
@@ -265,7 +265,7 @@ def hosted(slug: str):
     first = definition.questions[0]
     # Keep the link's query (the shopper's identity) on the form's address for the POST.
     action = url_for(".hosted", slug=slug, **request.args)
-    if request.method == "GET":  # never records anything: mail scanners prefetch links
+    if request.method != "POST":  # never records anything: mail scanners prefetch links
         return _render(
             mode="link", definition=definition, question=first, form=step_form(first), action=action
         )
