@@ -337,6 +337,8 @@ def test_reloading_honours_the_frequency_cap(live_server, shop_site, shop, brows
     once = live_survey("exit_intent_objection", kind="page_load", frequency="once")
     shop_site.tag = embed_tag(live_server, shop)
     page = browsing.page()
+    config_requests = []
+    page.on("request", lambda r: "config.json" in r.url and config_requests.append(r))
     page.goto(shop_site.url())
     survey_dialog(page).get_by_role("button", name="Close survey").click()
     expect(survey_dialog(page)).to_have_count(0)
@@ -345,6 +347,9 @@ def test_reloading_honours_the_frequency_cap(live_server, shop_site, shop, brows
     page.reload()
     loader_settled(page)
     expect(survey_dialog(page)).to_have_count(0)
+    # The browser's cache asked again with the config's ETag (the server answers 304).
+    [first, again] = config_requests
+    assert again.header_value("if-none-match") == first.response().header_value("etag")
 
     # "Until answered" comes back after a dismissal; "once" still does not.
     once.status = "paused"
@@ -639,3 +644,29 @@ def test_no_serious_accessibility_problems_in_the_survey(
     next_step(page, frame, "Next", "How would you describe your skill?", expect)
     assert serious(frame, "html") == []  # an htmx-swapped step
     assert serious(page, {"include": [["patchwork-survey"]]}) == []  # the dialog around it
+
+
+@browser
+def test_a_survey_outside_its_sample_or_device_never_shows(
+    live_server, shop_site, shop, browsing, expect
+):
+    live_survey("heard_from", kind="page_load", sample_percent=0)
+    live_survey("occasion", kind="page_load", device="desktop")
+    shop_site.tag = embed_tag(live_server, shop)
+    page = browsing.page(**MOBILE)
+    page.goto(shop_site.url())
+    loader_settled(page)
+    page.wait_for_timeout(300)
+    expect(survey_dialog(page)).to_have_count(0)
+    assert responses() == []
+
+
+@browser
+def test_an_after_seconds_survey_waits_its_delay(live_server, shop_site, shop, browsing, expect):
+    live_survey("heard_from", kind="after_seconds", delay_seconds=2)
+    shop_site.tag = embed_tag(live_server, shop)
+    page = browsing.page()
+    page.goto(shop_site.url())
+    loader_settled(page)
+    expect(survey_dialog(page)).to_have_count(0)
+    expect(survey_dialog(page)).to_be_visible(timeout=5_000)
