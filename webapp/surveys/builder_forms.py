@@ -53,8 +53,9 @@ def choices(labels: dict) -> list[SelectChoice]:
     return [SelectChoice(value, label) for value, label in labels.items()]
 
 
-def strip(value):
-    return value.strip() if isinstance(value, str) else value
+def strip(value) -> str:
+    """Text as stored: trimmed, and "" for a field the post left out."""
+    return value.strip() if isinstance(value, str) else ""
 
 
 def lines(text: str | None) -> list[str]:
