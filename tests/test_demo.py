@@ -19,7 +19,19 @@ from webapp.demo.generator import (
     SyntheticShop,
 )
 from webapp.extensions import db
-from webapp.models import Customer, Order, OrderLine, Product, ShopSettings, User
+from webapp.models import (
+    AnswerChoice,
+    Customer,
+    DeclaredTrait,
+    Order,
+    OrderLine,
+    Product,
+    ShopSettings,
+    Survey,
+    SurveyAnswer,
+    SurveyResponse,
+    User,
+)
 
 SHOPIFY_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}$")
 
@@ -85,12 +97,127 @@ def test_demo_serves_with_the_task_runner_in_process(runner, monkeypatch):
         "werkzeug.serving.run_simple", lambda host, port, app, **kw: calls.update(kw, at=port)
     )
     monkeypatch.setattr("webapp.tasks.start_runner_thread", lambda app: calls.update(runner=1))
+    monkeypatch.setattr(
+        "webapp.demo.command.start_shop_page",
+        lambda host, port, page: calls.update(shop=(host, port, page)),
+    )
 
     result = runner.invoke(args=["demo", "--customers", "5", "--port", "5099"])
 
     assert result.exit_code == 0, result.output
+    shop_host, shop_port, page = calls.pop("shop")
     assert calls == {"at": 5099, "runner": 1, "use_reloader": False, "use_debugger": False,
                      "threaded": True}  # fmt: skip
+    assert (shop_host, shop_port) == ("127.0.0.1", 5001)
+    assert page.patchwork_url == "http://127.0.0.1:5099"
+    assert "http://127.0.0.1:5001/" in result.output
+
+
+# --- surveys and the demo shop's own pages -------------------------------------------------
+
+
+def test_demo_publishes_surveys_with_thousands_of_answers_and_a_second_run_keeps_them(runner):
+    result = runner.invoke(args=["demo", "--no-serve", "--customers", "60"])
+
+    assert result.exit_code == 0, result.output
+    surveys = db.session.scalars(select(Survey).order_by(Survey.id)).all()
+    assert [s.template_key for s in surveys] == [
+        "post_purchase_profile",
+        "exit_intent_objection",
+        "nps",
+    ]
+    assert all(s.is_active for s in surveys)
+    answers = db.session.scalar(select(func.count()).select_from(SurveyAnswer))
+    assert answers > 700
+    responses = db.session.scalars(select(SurveyResponse)).all()
+    assert len(responses) > 1600
+    assert all(r.shown_at <= datetime.now(UTC) for r in responses)
+    by_survey = defaultdict(list)
+    for response in responses:
+        by_survey[response.survey_id].append(response)
+    profile, exit_survey, nps = (by_survey[s.id] for s in surveys)
+    # Post-purchase answers come with a signed order id: linked to the order's customer.
+    assert profile and all(r.identity_verified and r.order_id for r in profile)
+    for r in profile:
+        assert db.session.get(Order, r.order_id).customer_id == r.customer_id
+    # Exit answers are mostly anonymous; visitors who bought later are linked.
+    linked = [r for r in exit_survey if r.customer_id]
+    assert 0 < len(linked) < len(exit_survey) / 4
+    assert {r.device for r in responses} == {"mobile", "tablet", "desktop"}
+    assert any(r.completed_at for r in nps) and any(r.dismissed_at for r in nps)
+    assert db.session.scalar(select(func.count()).select_from(AnswerChoice)) > 500
+    assert db.session.scalar(select(func.count()).select_from(DeclaredTrait)) > 100
+    shop = db.session.get(ShopSettings, 1)
+    assert "http://127.0.0.1:5001" in shop.allowed_origins.split()
+
+    again = runner.invoke(args=["demo", "--no-serve", "--customers", "60", "--shop-port", "5002"])
+
+    assert again.exit_code == 0, again.output
+    assert db.session.scalar(select(func.count()).select_from(Survey)) == 3
+    assert db.session.scalar(select(func.count()).select_from(SurveyAnswer)) == answers
+    db.session.refresh(shop)
+    assert shop.allowed_origins.split() == ["http://127.0.0.1:5001", "http://127.0.0.1:5002"]
+
+
+def test_every_demo_answer_is_one_the_survey_accepts(runner):
+    from surveys.answers import validate_answer
+    from webapp.surveys.responses import live_definition
+
+    runner.invoke(args=["demo", "--no-serve", "--customers", "30"])
+
+    definitions = {s.id: live_definition(s) for s in db.session.scalars(select(Survey))}
+    answers = db.session.scalars(select(SurveyAnswer)).all()
+    assert answers
+    for answer in answers:
+        question = definitions[answer.survey_id].question(answer.question_id)
+        if answer.value is not None:  # None: an optional question skipped
+            validate_answer(question, answer.value)  # raises if the demo broke a rule
+
+
+def test_the_demo_refuses_the_same_port_for_the_shop(runner):
+    result = runner.invoke(args=["demo", "--no-serve", "--customers", "5", "--shop-port", "5000"])
+    assert result.exit_code != 0 and "must differ from --port" in result.output
+
+
+def test_the_demo_shop_pages_carry_the_embed_tag_and_a_signed_order(runner):
+    from werkzeug.test import Client
+
+    from webapp.demo.command import demo_shop_page
+    from webapp.demo.shop_page import shop_app
+    from webapp.surveys.responses import Identity, identity_verified
+
+    runner.invoke(args=["demo", "--no-serve", "--customers", "5"])
+    shop = db.session.get(ShopSettings, 1)
+    client = Client(shop_app(demo_shop_page("http://127.0.0.1:5000")))
+
+    home = client.get("/")
+    thanks = client.get("/checkout/thank-you")
+
+    tag = f'<script async src="http://127.0.0.1:5000/embed.js" data-shop-key="{shop.embed_key}"'
+    assert home.status_code == 200 and tag in home.text
+    assert "data-order-id" not in home.text
+    order_ref = re.search(r'data-order-id="([^"]+)"', thanks.text)[1]
+    signature = re.search(r'data-signature="([0-9a-f]{64})"', thanks.text)[1]
+    assert tag in thanks.text
+    assert db.session.scalar(select(Order.id).where(Order.external_id == order_ref))
+    assert identity_verified(shop.embed_secret, Identity(order_ref=order_ref, signature=signature))
+    assert client.get("/products/merino-worsted-yarn").status_code == 200
+    assert client.get("/nope").status_code == 404
+
+
+def test_the_demo_shop_is_served_over_http_on_its_own_port():
+    from urllib.request import urlopen
+
+    from webapp.demo.shop_page import ShopPage, start_shop_page
+
+    server = start_shop_page("127.0.0.1", 0, ShopPage("http://127.0.0.1:5000", "key-1", "Shop"))
+    try:
+        with urlopen(f"http://127.0.0.1:{server.server_port}/", timeout=5) as response:
+            html = response.read().decode()
+    finally:
+        server.shutdown()
+
+    assert 'src="http://127.0.0.1:5000/embed.js" data-shop-key="key-1"' in html
 
 
 # --- the generator ------------------------------------------------------------------------

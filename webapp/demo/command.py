@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from webapp.cli import CommandError, needs_database
+from webapp.demo.shop_page import ShopPage, start_shop_page
 from webapp.extensions import db
 
 DEMO_SHOP_NAME = "Loop & Daub Craft Supply"
@@ -28,28 +29,46 @@ DEMO_CUSTOMERS = 3000
 @click.option("--no-serve", is_flag=True, help="Build the demo shop and exit.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
+@click.option(
+    "--shop-port",
+    default=5001,
+    show_default=True,
+    type=int,
+    help="Port of the demo shop's own pages, which carry the survey embed.",
+)
 @click.option("--customers", default=DEMO_CUSTOMERS, type=click.IntRange(1), hidden=True)
 @click.option("--seed", default=42, type=int, hidden=True)
 @needs_database
-def demo_command(no_serve: bool, host: str, port: int, customers: int, seed: int) -> None:
-    """Build a demo craft shop (about 3,000 customers, three years of orders) and serve it.
+def demo_command(
+    no_serve: bool, host: str, port: int, shop_port: int, customers: int, seed: int
+) -> None:
+    """Build a demo craft shop (about 3,000 customers, three years of orders, surveys and
+    their answers) and serve it, with a page of the shop on another port carrying the embed.
 
     Running it again keeps the shop that is there.
     """
+    if shop_port == port:
+        raise click.BadParameter("must differ from --port: the shop is another origin.")
     if demo_built():
         click.echo(f"The demo shop {DEMO_SHOP_NAME!r} is already built; keeping it.")
     else:
         build_demo(customers, seed)
+    from webapp.demo.surveys import demo_surveys_built
+
+    if not demo_surveys_built(db.session):
+        build_surveys(seed)
     created = ensure_demo_login()
+    shop_url = allow_shop_origin(host, shop_port)
     url = f"http://{host}:{port}/"
     click.echo("")
     click.echo(f"  Patchwork demo: {url}")
     click.echo(f"  Log in as {DEMO_EMAIL} with password {DEMO_PASSWORD}")
     if not created:
         click.echo("  (that login existed already; its password was left as it was)")
+    click.echo(f"  The shop's own pages, with the survey embed: {shop_url}")
     click.echo("")
     if not no_serve:
-        serve(host, port)
+        serve(host, port, shop_port)
 
 
 def demo_built() -> bool:
@@ -111,6 +130,54 @@ def build_demo(customers: int, seed: int) -> None:
             f"{orders['orders_created']:,} orders, {orders['lines']:,} lines"
         )
     click.echo(f"Demo shop built in {time.monotonic() - started:.1f} s.")
+
+
+def build_surveys(seed: int) -> None:
+    """Publish the demo's surveys and record about a year of answers to them."""
+    from webapp.demo.surveys import build_demo_surveys
+    from webapp.models._types import utcnow
+    from webapp.shop import get_shop
+
+    started = time.monotonic()
+    made = build_demo_surveys(db.session, get_shop(), utcnow(), seed)
+    click.echo(
+        f"Surveys: {made['surveys']} published, {made['responses']:,} responses, "
+        f"{made['answers']:,} answers ({time.monotonic() - started:.1f} s)"
+    )
+
+
+def allow_shop_origin(host: str, shop_port: int) -> str:
+    """Let the demo shop's origin show the surveys; returns the shop page's URL."""
+    from webapp.settings import normalise_origin
+    from webapp.shop import get_shop
+
+    origin = normalise_origin(f"http://{host}:{shop_port}")
+    shop = get_shop()
+    origins = (shop.allowed_origins or "").split()
+    if origin not in origins:
+        shop.allowed_origins = "\n".join([*origins, origin])
+        db.session.commit()
+    return origin + "/"
+
+
+def demo_shop_page(patchwork_url: str) -> ShopPage:
+    """The shop's pages: its embed key, and its newest order on the confirmation page, signed
+    as the shop's own theme would sign it."""
+    from webapp.models import Order
+    from webapp.shop import get_shop
+    from webapp.surveys.responses import Identity, sign_identity
+
+    shop = get_shop()
+    order_ref = db.session.scalar(
+        select(Order.external_id)
+        .where(Order.cancelled_at.is_(None))
+        .order_by(Order.placed_at.desc(), Order.id.desc())
+        .limit(1)
+    )
+    signature = None
+    if order_ref:
+        signature = sign_identity(shop.embed_secret, Identity(order_ref=order_ref))
+    return ShopPage(patchwork_url, shop.embed_key, shop.name, order_ref, signature)
 
 
 # The demo's owner tags premium goods "premium", and says so in a rule, as an owner would on
@@ -176,9 +243,9 @@ def ensure_demo_login() -> bool:
     return True
 
 
-def serve(host: str, port: int) -> None:
+def serve(host: str, port: int, shop_port: int) -> None:
     """The app on localhost, with queued work (imports started in the browser) run by a
-    thread of this process."""
+    thread of this process, and the demo shop's pages on another port."""
     from werkzeug.serving import run_simple
 
     from webapp import tasks
@@ -186,5 +253,6 @@ def serve(host: str, port: int) -> None:
     app = current_app._get_current_object()
     if "patchwork_task_runner" not in app.extensions:
         tasks.start_runner_thread(app)
+    start_shop_page(host, shop_port, demo_shop_page(f"http://{host}:{port}"))
     click.echo("Serving; Ctrl-C stops it.")
     run_simple(host, port, app, use_reloader=False, use_debugger=False, threaded=True)
