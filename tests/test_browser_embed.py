@@ -247,11 +247,14 @@ def test_a_fast_scroll_up_on_a_phone_opens_the_survey(
 
     scroll_up = """async ([from, step, pause]) => {
         const frame = () => new Promise(r => setTimeout(r, pause));
-        for (let y = from; y >= 0; y -= step) { window.scrollTo(0, y); await frame(); }
+        for (let y = from; y >= from - 1200 && y >= 0; y -= step) {
+            window.scrollTo(0, y);
+            await frame();
+        }
     }"""
     page.evaluate("window.scrollTo(0, 2500)")
     page.wait_for_timeout(200)
-    page.evaluate(scroll_up, [2500, 10, 50])  # reading back up slowly: 0.2 px/ms
+    page.evaluate(scroll_up, [2500, 40, 100])  # reading back up: 0.4 px/ms
     page.wait_for_timeout(200)
     expect(survey_dialog(page)).to_have_count(0)
 
