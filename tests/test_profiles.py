@@ -488,3 +488,14 @@ def test_trait_weights_are_the_shops(app):
     run = run_refresh(as_of=AS_OF)
     trait = db.session.get(CustomerTrait, (run.id, ada.id, "craft"))
     assert (trait.value, round(trait.score, 2)) == ("knitting", 0.72)
+
+
+def test_revenue_beyond_32_bit_integers_is_summed_exactly(app):
+    big, small = add_customer(email="big@example.com"), add_customer(email="small@example.com")
+    add_order(big, "#1", 3_000_000_000, placed_at=datetime(2025, 6, 1, tzinfo=UTC))
+    add_order(big, "#2", 3_000_000_001, placed_at=datetime(2025, 6, 2, tzinfo=UTC))
+    add_order(small, "#3", 1_000, placed_at=datetime(2025, 6, 1, tzinfo=UTC))
+    run = run_refresh(as_of=AS_OF)
+    got = profile_rows(run.id)
+    assert (got[big.id].monetary_cents, got[big.id].aov_cents) == (6_000_000_001, 3_000_000_001)
+    assert got[big.id].is_vip and not got[small.id].is_vip

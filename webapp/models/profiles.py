@@ -5,6 +5,10 @@ readers keep using the current run (the latest run whose status is ``done``); ma
 run ``done`` is the swap, one short UPDATE. The rows of the run before the current one are
 kept too (movement between runs compares them); older rows are deleted after each swap.
 Readers therefore always filter on ``run_id`` (webapp.segmentation.refresh.current_run_id).
+
+The computed tables declare no foreign keys: only the refresh writes them, from customers
+that exist, and checking millions of rows against customers and runs on every copy would
+cost more than the computation; the refresh deletes a run's rows itself.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from sqlalchemy import (
     Boolean,
     Date,
     Float,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -67,12 +70,8 @@ class CustomerProfile(db.Model):
         Index("ix_customer_profiles_rf", "run_id", "r", "f"),
     )
 
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("refresh_runs.id", ondelete="CASCADE"), primary_key=True
-    )
-    customer_id: Mapped[int] = mapped_column(
-        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
-    )
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     frequency: Mapped[int] = mapped_column(Integer, default=0)
     monetary_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     aov_cents: Mapped[int | None] = mapped_column(BigInteger)
@@ -103,12 +102,8 @@ class CustomerCategoryStat(db.Model):
         Index("ix_customer_category_stats_last", "run_id", "category", "last_purchase_on"),
     )
 
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("refresh_runs.id", ondelete="CASCADE"), primary_key=True
-    )
-    customer_id: Mapped[int] = mapped_column(
-        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
-    )
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     category: Mapped[str] = mapped_column(String(80), primary_key=True)  # "" = uncategorised
     orders: Mapped[int] = mapped_column(Integer)  # distinct orders with a line in it
     spend_cents: Mapped[int] = mapped_column(BigInteger)  # sum of quantity x unit price
@@ -128,12 +123,8 @@ class CustomerTrait(db.Model):
     __tablename__ = "customer_traits"
     __table_args__ = (Index("ix_customer_traits_value", "run_id", "dimension", "value"),)
 
-    run_id: Mapped[int] = mapped_column(
-        ForeignKey("refresh_runs.id", ondelete="CASCADE"), primary_key=True
-    )
-    customer_id: Mapped[int] = mapped_column(
-        ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
-    )
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dimension: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[str] = mapped_column(String(64))
     score: Mapped[float] = mapped_column(Float)  # the best value's score, 0-1

@@ -180,6 +180,8 @@ def stage_profiles(conn: Connection, ctx: RunContext) -> None:
     """st_profiles: one row per customer, prospects included, ready to copy."""
     revenue = conn.execute(text("SELECT COALESCE(SUM(monetary), 0) FROM st_orders")).scalar_one()
     churn = ctx.churn_window_days
+    # VIPs: the biggest spenders until those before them make 20% of revenue.
+    vip_line = VIP_REVENUE_PERCENT * int(revenue)
     stage(
         conn,
         ctx,
@@ -199,8 +201,8 @@ def stage_profiles(conn: Connection, ctx: RunContext) -> None:
                    COALESCE(s.f = 5, FALSE) AS is_frequent,
                    (se.customer_id IS NOT NULL) AS is_seasonal,
                    se.quarter AS seasonal_quarter,
-                   COALESCE(100 * s.revenue_before < {VIP_REVENUE_PERCENT} * {int(revenue)},
-                            FALSE) AS is_vip,
+                   COALESCE(100 * s.revenue_before < CAST({vip_line} AS BIGINT), FALSE)
+                   AS is_vip,
                    (ab.customer_id IS NOT NULL) AS is_cart_abandoner,
                    ab.objection, ab.abandoned_at,
                    (cl.customer_id IS NOT NULL) AS is_class_taker

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:16:30.399862
+Create Date: 2026-11-22 22:31:44.060468
 
 """
 from alembic import op
@@ -45,6 +45,65 @@ def upgrade():
     sa.Column('value', sa.String(length=80), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_category_rules'))
     )
+    op.create_table('customer_category_stats',
+    sa.Column('run_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('category', sa.String(length=80), nullable=False),
+    sa.Column('orders', sa.Integer(), nullable=False),
+    sa.Column('spend_cents', sa.BigInteger(), nullable=False),
+    sa.Column('spend_365_cents', sa.BigInteger(), nullable=False),
+    sa.Column('last_purchase_on', sa.Date(), nullable=False),
+    sa.PrimaryKeyConstraint('run_id', 'customer_id', 'category', name=op.f('pk_customer_category_stats'))
+    )
+    with op.batch_alter_table('customer_category_stats', schema=None) as batch_op:
+        batch_op.create_index('ix_customer_category_stats_last', ['run_id', 'category', 'last_purchase_on'], unique=False)
+
+    op.create_table('customer_profiles',
+    sa.Column('run_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('frequency', sa.Integer(), nullable=False),
+    sa.Column('monetary_cents', sa.BigInteger(), nullable=False),
+    sa.Column('aov_cents', sa.BigInteger(), nullable=True),
+    sa.Column('first_order_on', sa.Date(), nullable=True),
+    sa.Column('last_order_on', sa.Date(), nullable=True),
+    sa.Column('recency_days', sa.Integer(), nullable=True),
+    sa.Column('r', sa.Integer(), nullable=True),
+    sa.Column('f', sa.Integer(), nullable=True),
+    sa.Column('m', sa.Integer(), nullable=True),
+    sa.Column('rfm_segment', sa.String(length=60), nullable=True),
+    sa.Column('lifecycle', sa.String(length=10), nullable=False),
+    sa.Column('is_frequent', sa.Boolean(), nullable=False),
+    sa.Column('is_seasonal', sa.Boolean(), nullable=False),
+    sa.Column('seasonal_quarter', sa.Integer(), nullable=True),
+    sa.Column('is_vip', sa.Boolean(), nullable=False),
+    sa.Column('is_cart_abandoner', sa.Boolean(), nullable=False),
+    sa.Column('objection', sa.String(length=64), nullable=True),
+    sa.Column('abandoned_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('is_class_taker', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('run_id', 'customer_id', name=op.f('pk_customer_profiles'))
+    )
+    with op.batch_alter_table('customer_profiles', schema=None) as batch_op:
+        batch_op.create_index('ix_customer_profiles_lifecycle', ['run_id', 'lifecycle'], unique=False)
+        batch_op.create_index('ix_customer_profiles_rf', ['run_id', 'r', 'f'], unique=False)
+        batch_op.create_index('ix_customer_profiles_segment', ['run_id', 'rfm_segment'], unique=False)
+
+    op.create_table('customer_traits',
+    sa.Column('run_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('dimension', sa.String(length=32), nullable=False),
+    sa.Column('value', sa.String(length=64), nullable=False),
+    sa.Column('score', sa.Float(), nullable=False),
+    sa.Column('declared_values', sa.String(length=400), nullable=True),
+    sa.Column('declared_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('declared_response_id', sa.Integer(), nullable=True),
+    sa.Column('observed_value', sa.String(length=64), nullable=True),
+    sa.Column('observed_share', sa.Float(), nullable=True),
+    sa.Column('observed_window', sa.String(length=10), nullable=True),
+    sa.PrimaryKeyConstraint('run_id', 'customer_id', 'dimension', name=op.f('pk_customer_traits'))
+    )
+    with op.batch_alter_table('customer_traits', schema=None) as batch_op:
+        batch_op.create_index('ix_customer_traits_value', ['run_id', 'dimension', 'value'], unique=False)
+
     op.create_table('customers',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('external_id', sa.String(length=120), nullable=True),
@@ -200,71 +259,6 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_users')),
     sa.UniqueConstraint('email', name=op.f('uq_users_email'))
     )
-    op.create_table('customer_category_stats',
-    sa.Column('run_id', sa.Integer(), nullable=False),
-    sa.Column('customer_id', sa.Integer(), nullable=False),
-    sa.Column('category', sa.String(length=80), nullable=False),
-    sa.Column('orders', sa.Integer(), nullable=False),
-    sa.Column('spend_cents', sa.BigInteger(), nullable=False),
-    sa.Column('spend_365_cents', sa.BigInteger(), nullable=False),
-    sa.Column('last_purchase_on', sa.Date(), nullable=False),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_category_stats_customer_id_customers'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['run_id'], ['refresh_runs.id'], name=op.f('fk_customer_category_stats_run_id_refresh_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('run_id', 'customer_id', 'category', name=op.f('pk_customer_category_stats'))
-    )
-    with op.batch_alter_table('customer_category_stats', schema=None) as batch_op:
-        batch_op.create_index('ix_customer_category_stats_last', ['run_id', 'category', 'last_purchase_on'], unique=False)
-
-    op.create_table('customer_profiles',
-    sa.Column('run_id', sa.Integer(), nullable=False),
-    sa.Column('customer_id', sa.Integer(), nullable=False),
-    sa.Column('frequency', sa.Integer(), nullable=False),
-    sa.Column('monetary_cents', sa.BigInteger(), nullable=False),
-    sa.Column('aov_cents', sa.BigInteger(), nullable=True),
-    sa.Column('first_order_on', sa.Date(), nullable=True),
-    sa.Column('last_order_on', sa.Date(), nullable=True),
-    sa.Column('recency_days', sa.Integer(), nullable=True),
-    sa.Column('r', sa.Integer(), nullable=True),
-    sa.Column('f', sa.Integer(), nullable=True),
-    sa.Column('m', sa.Integer(), nullable=True),
-    sa.Column('rfm_segment', sa.String(length=60), nullable=True),
-    sa.Column('lifecycle', sa.String(length=10), nullable=False),
-    sa.Column('is_frequent', sa.Boolean(), nullable=False),
-    sa.Column('is_seasonal', sa.Boolean(), nullable=False),
-    sa.Column('seasonal_quarter', sa.Integer(), nullable=True),
-    sa.Column('is_vip', sa.Boolean(), nullable=False),
-    sa.Column('is_cart_abandoner', sa.Boolean(), nullable=False),
-    sa.Column('objection', sa.String(length=64), nullable=True),
-    sa.Column('abandoned_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('is_class_taker', sa.Boolean(), nullable=False),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_profiles_customer_id_customers'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['run_id'], ['refresh_runs.id'], name=op.f('fk_customer_profiles_run_id_refresh_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('run_id', 'customer_id', name=op.f('pk_customer_profiles'))
-    )
-    with op.batch_alter_table('customer_profiles', schema=None) as batch_op:
-        batch_op.create_index('ix_customer_profiles_lifecycle', ['run_id', 'lifecycle'], unique=False)
-        batch_op.create_index('ix_customer_profiles_rf', ['run_id', 'r', 'f'], unique=False)
-        batch_op.create_index('ix_customer_profiles_segment', ['run_id', 'rfm_segment'], unique=False)
-
-    op.create_table('customer_traits',
-    sa.Column('run_id', sa.Integer(), nullable=False),
-    sa.Column('customer_id', sa.Integer(), nullable=False),
-    sa.Column('dimension', sa.String(length=32), nullable=False),
-    sa.Column('value', sa.String(length=64), nullable=False),
-    sa.Column('score', sa.Float(), nullable=False),
-    sa.Column('declared_values', sa.String(length=400), nullable=True),
-    sa.Column('declared_at', sa.DateTime(timezone=True), nullable=True),
-    sa.Column('declared_response_id', sa.Integer(), nullable=True),
-    sa.Column('observed_value', sa.String(length=64), nullable=True),
-    sa.Column('observed_share', sa.Float(), nullable=True),
-    sa.Column('observed_window', sa.String(length=10), nullable=True),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_traits_customer_id_customers'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['run_id'], ['refresh_runs.id'], name=op.f('fk_customer_traits_run_id_refresh_runs'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('run_id', 'customer_id', 'dimension', name=op.f('pk_customer_traits'))
-    )
-    with op.batch_alter_table('customer_traits', schema=None) as batch_op:
-        batch_op.create_index('ix_customer_traits_value', ['run_id', 'dimension', 'value'], unique=False)
-
     op.create_table('erased_emails',
     sa.Column('email_hash', sa.String(length=64), nullable=False),
     sa.Column('customer_id', sa.Integer(), nullable=True),
@@ -430,20 +424,6 @@ def downgrade():
 
     op.drop_table('orders')
     op.drop_table('erased_emails')
-    with op.batch_alter_table('customer_traits', schema=None) as batch_op:
-        batch_op.drop_index('ix_customer_traits_value')
-
-    op.drop_table('customer_traits')
-    with op.batch_alter_table('customer_profiles', schema=None) as batch_op:
-        batch_op.drop_index('ix_customer_profiles_segment')
-        batch_op.drop_index('ix_customer_profiles_rf')
-        batch_op.drop_index('ix_customer_profiles_lifecycle')
-
-    op.drop_table('customer_profiles')
-    with op.batch_alter_table('customer_category_stats', schema=None) as batch_op:
-        batch_op.drop_index('ix_customer_category_stats_last')
-
-    op.drop_table('customer_category_stats')
     op.drop_table('users')
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.drop_index('ix_tasks_status_id')
@@ -473,6 +453,20 @@ def downgrade():
         batch_op.drop_index('ix_customers_first_name')
 
     op.drop_table('customers')
+    with op.batch_alter_table('customer_traits', schema=None) as batch_op:
+        batch_op.drop_index('ix_customer_traits_value')
+
+    op.drop_table('customer_traits')
+    with op.batch_alter_table('customer_profiles', schema=None) as batch_op:
+        batch_op.drop_index('ix_customer_profiles_segment')
+        batch_op.drop_index('ix_customer_profiles_rf')
+        batch_op.drop_index('ix_customer_profiles_lifecycle')
+
+    op.drop_table('customer_profiles')
+    with op.batch_alter_table('customer_category_stats', schema=None) as batch_op:
+        batch_op.drop_index('ix_customer_category_stats_last')
+
+    op.drop_table('customer_category_stats')
     op.drop_table('category_rules')
     op.drop_table('categories')
     op.drop_table('api_tokens')
