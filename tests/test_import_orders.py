@@ -541,7 +541,7 @@ def test_a_customer_created_concurrently_is_found_on_the_retry(app, monkeypatch)
     real_bulk_insert = writer.bulk_insert
     raced: list[str] = []
 
-    def racing_bulk_insert(table, columns, rows, datetime_columns=frozenset()):
+    def racing_bulk_insert(table, columns, rows):
         if table == "customers" and not raced:
             raced.append(table)  # another writer (the API) creates Kim first
             with db.engine.begin() as other:
@@ -549,7 +549,7 @@ def test_a_customer_created_concurrently_is_found_on_the_retry(app, monkeypatch)
                     Customer.__table__.insert(),
                     {"email": "kim@example.com", "email_norm": "kim@example.com"},
                 )
-        return real_bulk_insert(table, columns, rows, datetime_columns)
+        return real_bulk_insert(table, columns, rows)
 
     monkeypatch.setattr(writer, "bulk_insert", racing_bulk_insert)
     report = upsert_orders(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import String, bindparam, func, literal_column, select
@@ -11,16 +12,11 @@ from sqlalchemy.exc import IntegrityError
 from webapp.extensions import db
 
 
-def bulk_insert(
-    table: str,
-    columns: tuple[str, ...],
-    rows: list[tuple],
-    datetime_columns: set[str] = frozenset(),
-) -> None:
+def bulk_insert(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
     """Insert many rows at the speed of the driver: COPY on PostgreSQL, one executemany on
     SQLite. Bypasses SQLAlchemy's per-value type processing (a third of the import's time
-    at a million lines), so every column must be given and datetimes must be aware; on
-    SQLite they are stored the way UTCDateTime stores them (naive UTC text)."""
+    at a million lines), so every column must be given and datetimes must have been passed
+    through bulk_time()."""
     connection = db.session.connection()
     names = ", ".join(columns)
     if connection.dialect.name == "postgresql":
@@ -34,27 +30,28 @@ def bulk_insert(
             # Raised as SQLAlchemy raises it, so that callers retry a concurrent insert.
             raise IntegrityError(statement, None, exc) from exc
         return
-    if datetime_columns:
-        at = [i for i, name in enumerate(columns) if name in datetime_columns]
-        memo: dict = {}  # created_at/updated_at are one value for the whole batch
-        rows = [_sqlite_times(row, at, memo) for row in rows]
     marks = ", ".join("?" * len(columns))
     connection.exec_driver_sql(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
 
 
-def _sqlite_times(row: tuple, at: list[int], memo: dict) -> tuple:
-    values = list(row)
-    for i in at:
-        value = values[i]
-        if value is not None:
-            text = memo.get(value)
-            if text is None:
-                text = str(value.astimezone(UTC))[:-6]  # drop "+00:00"
-                if len(text) == 19:
-                    text += ".000000"
-                memo[value] = text
-            values[i] = text
-    return tuple(values)
+def bulk_time() -> Callable[[datetime | None], object]:
+    """What bulk_insert takes for an aware datetime (or None): the datetime itself for
+    psycopg's COPY; on SQLite the text UTCDateTime stores (naive UTC)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        return _same
+    return _sqlite_time
+
+
+def _same(value: datetime | None) -> datetime | None:
+    return value
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]  # without "+00:00"
 
 
 def relax_commit() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from webapp.imports.records import OrderRecord
+
 PROFILE_FIELDS = ("first_name", "last_name", "city", "country")
 CUSTOMER_FIELDS = (
     "external_id",
@@ -89,3 +91,42 @@ class CustomerResolver:
             self.new_by_email[norm] = slot
             slot.keys.append(("e", norm))
         return slot
+
+
+class FileTotals:
+    """orders_count, spent_cents and last_order_at per customer over a whole file, by the
+    shop's customer id, else by normalised email: what a customer the import creates will
+    have once all of the file is written, so that it is inserted with them and not
+    rewritten by every later batch that brings one of its orders.
+
+    Only a hint: the writer checks every customer's totals against its orders once the
+    file is written. Keys are hashes of the ids and emails, to keep memory small (a few
+    dozen MB at a million lines); a collision only costs that check a rewrite.
+    """
+
+    def __init__(self) -> None:
+        self._by_ext: dict[int, tuple[int, int, datetime | None]] = {}
+        self._by_email: dict[int, tuple[int, int, datetime | None]] = {}
+
+    def add(self, record: OrderRecord) -> None:
+        if record.customer_external_id:
+            known, key = self._by_ext, hash(record.customer_external_id)
+        elif record.email and (norm := record.email.strip().lower()):
+            known, key = self._by_email, hash(norm)
+        else:
+            return
+        count, spent, last = known.get(key, _NO_ORDERS)
+        if record.cancelled_at is None:
+            count += 1
+            spent += record.total_cents - record.refunded_cents
+            if last is None or record.placed_at > last:
+                last = record.placed_at
+        known[key] = (count, spent, last)
+
+    def get(self, ext: str | None, norm: str | None) -> tuple[int, int, datetime | None] | None:
+        if ext:
+            return self._by_ext.get(hash(ext))
+        return self._by_email.get(hash(norm)) if norm else None
+
+
+_NO_ORDERS: tuple[int, int, datetime | None] = (0, 0, None)

@@ -1,18 +1,17 @@
 """Importing an orders CSV: validate the whole file, then write it in short batches.
 
 Pass 1 reads the file once, parses and validates every order, and spools the normalised
-records to a temporary file in batches; nothing is written while it runs, so a file with
-bad rows imports nothing. Pass 2 reads the spool back and hands batch after batch to the
-one writer, each batch its own short transaction, so other writers (survey answers, the
-API) are never blocked for long. Memory stays flat whatever the file's size. An import
-that is interrupted is completed by running it again: the writer's upserts are idempotent.
+records to a temporary file (webapp.imports.spool); nothing is written
+while it runs, so a file with bad rows imports nothing. Pass 2 reads the spool back and
+hands batch after batch to the one writer, each batch its own short transaction, so other
+writers (survey answers, the API) are never blocked for long. Memory stays flat whatever
+the file's size. An import that is interrupted is completed by running it again: the
+writer's upserts are idempotent.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-import tempfile
 from collections.abc import Callable
 from datetime import tzinfo
 
@@ -20,8 +19,10 @@ from flask import current_app
 
 from webapp.imports.csvutil import ImportFileError, detect_format, open_text, read_rows
 from webapp.imports.generic import parse_generic
-from webapp.imports.records import ImportReport, OrderRecord, RowError
+from webapp.imports.matching import FileTotals
+from webapp.imports.records import ImportReport, RowError
 from webapp.imports.shopify import parse_shopify
+from webapp.imports.spool import OrderSpool
 from webapp.imports.writer import OrderWriter
 from webapp.tasks import handler
 
@@ -30,12 +31,6 @@ MAX_STORED_ERRORS = 1000
 PROGRESS_EVERY = 5000  # orders between two progress reports
 
 ProgressFn = Callable[..., None]
-
-# Records are spooled as plain tuples: the cheapest thing to pickle, and OrderRecord._make
-# reads them back without copying. Their lines stay what the parser built (plain tuples from
-# the CSV parsers), which the writer reads by position.
-_record = OrderRecord._make
-
 
 def import_orders_file(
     path: str,
@@ -80,7 +75,7 @@ def run_import(
     report = ImportReport()
     batch_size = current_app.config["IMPORT_BATCH_SIZE"]
     info = {"format": fmt, "orders_in_file": 0, "lines_in_file": 0, "imported": False}
-    with handle, tempfile.TemporaryFile(prefix="patchwork-import-") as spool:
+    with handle, OrderSpool(batch_size) as spool:
         rows = read_rows(handle)
         first = next(rows, None)
         if first is None:
@@ -91,44 +86,45 @@ def run_import(
         parse = FORMATS[fmt]
 
         # Pass 1: validate everything, spool the good orders.
-        batch: list[tuple] = []
         orders = lines = 0
+        file_totals = None if dry_run else FileTotals()
         for item in parse(header, rows, tz, currency):
             if isinstance(item, RowError):
                 report.bad_rows_total += 1
                 if len(report.errors) < max_errors:
                     report.errors.append(item)
                 continue
-            batch.append(tuple(item))
+            spool.add(item)
+            if file_totals is not None:
+                file_totals.add(item)
             orders += 1
             lines += len(item.lines)
-            if len(batch) >= batch_size:
-                pickle.dump(batch, spool, pickle.HIGHEST_PROTOCOL)
-                batch = []
             if progress is not None and orders % PROGRESS_EVERY == 0:
                 progress(handle.buffer.tell(), size, f"Checked {orders:,} orders")
-        if batch:
-            pickle.dump(batch, spool, pickle.HIGHEST_PROTOCOL)
-        batch = []
         info["orders_in_file"], info["lines_in_file"] = orders, lines
         if report.bad_rows_total and not (skip_bad_rows or dry_run):
             return report, info
 
         # Pass 2: write (or count) in short transactions.
-        spool.seek(0)
-        writer = OrderWriter(f"{fmt}_csv", report=report, dry_run=dry_run, relaxed_commit=True)
+        writer = OrderWriter(
+            f"{fmt}_csv",
+            report=report,
+            dry_run=dry_run,
+            relaxed_commit=True,
+            file_totals=file_totals,
+        )
         done = 0
         if progress is not None:
             progress(0, orders, "Previewing orders" if dry_run else "Writing orders")
-        while True:
-            try:
-                packed = pickle.load(spool)
-            except EOFError:
-                break
-            writer.write([_record(values) for values in packed])
-            done += len(packed)
+        for batch in spool.batches():
+            writer.write(batch)
+            done += len(batch)
             if progress is not None:
                 progress(done, orders, f"{'Previewed' if dry_run else 'Wrote'} {done:,} orders")
+        if not dry_run:
+            if progress is not None:
+                progress(orders, orders, "Updating customer totals")
+            writer.finish(batch_size)
         info["imported"] = not dry_run
     return report, info
 

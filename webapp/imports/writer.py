@@ -43,12 +43,13 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.catalog import Categoriser
 from webapp.extensions import db
-from webapp.imports.bulk import aware, bulk_insert, in_keys, relax_commit
+from webapp.imports.bulk import aware, bulk_insert, bulk_time, in_keys, relax_commit
 from webapp.imports.matching import (
     CUSTOMER_FIELDS,
     PROFILE_FIELDS,
     CustomerResolver,
     CustomerSlot,
+    FileTotals,
 )
 from webapp.imports.records import ImportReport, OrderRecord
 from webapp.models import Customer, ErasedEmail, Order, OrderLine
@@ -101,12 +102,20 @@ class _Delta:
     created_customer_ids: set[int] = field(default_factory=set)
     new_customer_keys: set = field(default_factory=set)
     new_order_keys: set = field(default_factory=set)
+    totals_due: set[int] = field(default_factory=set)
 
 
 class OrderWriter:
     """Writes batch after batch of one import, remembering what it counted already, so that
     a customer updated in two batches counts once and a dry run counts a customer created
-    earlier in the same file once."""
+    earlier in the same file once.
+
+    Given a whole file's FileTotals, it inserts new customers with their totals over the
+    file and leaves customer totals alone until finish(), which brings those of every
+    customer the file's orders belong to (or left) up to date. Until then the totals of a
+    customer created by the import run ahead of its stored orders; an import interrupted
+    on the way is completed, totals included, by running it again.
+    """
 
     def __init__(
         self,
@@ -114,8 +123,10 @@ class OrderWriter:
         report: ImportReport | None = None,
         dry_run: bool = False,
         relaxed_commit: bool = False,
+        file_totals: FileTotals | None = None,
     ):
         self.source = source
+        self.file_totals = file_totals
         self.relaxed_commit = relaxed_commit
         self.report = report if report is not None else ImportReport()
         self.dry_run = dry_run
@@ -124,6 +135,7 @@ class OrderWriter:
         self._created_customers: set[int] = set()  # created by this import: never "updated"
         self._new_customer_keys: set[tuple[str, str]] = set()
         self._new_order_keys: set[str] = set()
+        self._totals_due: set[int] = set()  # with file_totals: customers finish() refreshes
 
     def write(self, records: list[OrderRecord]) -> None:
         """One batch, in its own short transaction; retried once if a concurrent writer
@@ -156,6 +168,19 @@ class OrderWriter:
         if self.dry_run:
             self._new_customer_keys |= delta.new_customer_keys
             self._new_order_keys |= delta.new_order_keys
+        self._totals_due |= delta.totals_due
+
+    def finish(self, chunk: int) -> None:
+        """With file_totals: bring the totals of the customers of every order written (and
+        of those that lost one) up to date, ``chunk`` customers per short transaction.
+        Totals that agree are only read, so this is mostly reading."""
+        due = sorted(self._totals_due)
+        self._totals_due = set()
+        for start in range(0, len(due), chunk):
+            if self.relaxed_commit:
+                relax_commit()
+            refresh_customer_totals(due[start : start + chunk])
+            db.session.commit()
 
     # --- one batch ------------------------------------------------------------------------
 
@@ -244,6 +269,12 @@ class OrderWriter:
             if s.stored is not None and any(s.values[k] != s.stored[k] for k in CUSTOMER_FIELDS)
         ]
         delta.updated_customer_ids = {s.id for s in changed}
+        if self.file_totals is not None:
+            for s in new_slots:
+                v = s.values
+                known = self.file_totals.get(v.get("external_id"), v.get("email_norm"))
+                if known is not None:
+                    s.totals = list(known)
         for s in new_slots:
             if self.dry_run and any(k in self._new_customer_keys for k in s.keys):
                 continue
@@ -269,8 +300,9 @@ class OrderWriter:
         # Orders.
         order_ext = [r.external_id for r in records]
         shopify_ids = [r.shopify_id for r in records if r.shopify_id]
+        # Stored orders as (id, *ORDER_FIELDS) tuples, compared whole with the records'.
         stored_orders = [
-            dict(row._mapping)
+            tuple(row)
             for row in session.execute(
                 select(orders_t.c.id, *(orders_t.c[k] for k in ORDER_FIELDS)).where(
                     or_(
@@ -280,8 +312,8 @@ class OrderWriter:
                 )
             )
         ]
-        by_ext = {o["external_id"]: o for o in stored_orders}
-        by_sid = {o["shopify_id"]: o for o in stored_orders if o["shopify_id"]}
+        by_ext = {o[1]: o for o in stored_orders}
+        by_sid = {o[2]: o for o in stored_orders if o[2]}
         stored_lines: dict[int, list[tuple]] = {}
         if stored_orders:
             for row in session.execute(
@@ -292,38 +324,41 @@ class OrderWriter:
                     lines_t.c.quantity,
                     lines_t.c.price_cents,
                 )
-                .where(in_keys(lines_t.c.order_id, [o["id"] for o in stored_orders]))
+                .where(in_keys(lines_t.c.order_id, [o[0] for o in stored_orders]))
                 .order_by(lines_t.c.order_id, lines_t.c.position)
             ):
                 stored_lines.setdefault(row[0], []).append(tuple(row[1:]))
 
-        new_orders: list[tuple[OrderRecord, dict]] = []
-        updated_orders: list[tuple[OrderRecord, dict, dict]] = []
+        new_orders: list[tuple[OrderRecord, tuple]] = []
+        updated_orders: list[tuple[tuple, int]] = []  # (values, stored id)
         relined: list[tuple[OrderRecord, int]] = []  # existing orders whose lines change
-        touched: set[int] = set()
+        touched: set[int] = set()  # customers whose totals these writes change
+        owners: set[int] = set()  # customers of all the batch's orders, changed or not
         claimed: set[int] = set()
         for r in records:
             owner = order_customer[r.external_id]
             customer_id = owner.id if isinstance(owner, CustomerSlot) else owner
             if customer_id is None and isinstance(owner, CustomerSlot):
                 customer_id = -1  # a customer that a dry run would create
-            values = {
-                "external_id": r.external_id,
-                "shopify_id": r.shopify_id,
-                "customer_id": customer_id,
-                "placed_at": r.placed_at,
-                "currency": r.currency,
-                "total_cents": r.total_cents,
-                "refunded_cents": r.refunded_cents,
-                "financial_status": r.financial_status,
-                "cancelled_at": r.cancelled_at,
-                "source": r.source or self.source,
-                "tags": r.tags or "",
-            }
+            elif customer_id is not None:
+                owners.add(customer_id)
+            values = (  # ORDER_FIELDS
+                r.external_id,
+                r.shopify_id,
+                customer_id,
+                r.placed_at,
+                r.currency,
+                r.total_cents,
+                r.refunded_cents,
+                r.financial_status,
+                r.cancelled_at,
+                r.source or self.source,
+                r.tags or "",
+            )
             stored = by_ext.get(r.external_id)
             if stored is None and r.shopify_id:
                 stored = by_sid.get(r.shopify_id)
-            if stored is not None and stored["id"] in claimed:
+            if stored is not None and stored[0] in claimed:
                 stored = None  # matched by shopify_id to an order another record took
             if stored is None:
                 if self.dry_run and r.external_id in self._new_order_keys:
@@ -333,15 +368,15 @@ class OrderWriter:
                 if customer_id and customer_id > 0:
                     touched.add(customer_id)
                 continue
-            claimed.add(stored["id"])
+            stored_id = stored[0]
+            claimed.add(stored_id)
             lines_now = [(sku, name, qty, price) for _, name, qty, price, sku in r.lines]
-            lines_changed = lines_now != stored_lines.get(stored["id"], [])
-            order_changed = any(values[k] != stored[k] for k in ORDER_FIELDS)
+            lines_changed = lines_now != stored_lines.get(stored_id, [])
             if lines_changed:
-                relined.append((r, stored["id"]))
-            if order_changed or lines_changed:
-                updated_orders.append((r, values, stored))
-                for cid in (customer_id, stored["customer_id"]):
+                relined.append((r, stored_id))
+            if lines_changed or values != stored[1:]:
+                updated_orders.append((values, stored_id))
+                for cid in (customer_id, stored[_CUSTOMER_AT]):
                     if cid and cid > 0:
                         touched.add(cid)
 
@@ -355,12 +390,15 @@ class OrderWriter:
 
         line_rows: list[tuple] = []
         if new_orders:
-            columns = (*ORDER_FIELDS, "created_at", "updated_at")
+            to_db = bulk_time()
+            stamp = to_db(now)
             bulk_insert(
                 orders_t.name,
-                columns,
-                [tuple(values[k] for k in ORDER_FIELDS) + (now, now) for _, values in new_orders],
-                datetime_columns={"placed_at", "cancelled_at", "created_at", "updated_at"},
+                (*ORDER_FIELDS, "created_at", "updated_at"),
+                [
+                    (*v[:3], to_db(v[3]), *v[4:8], to_db(v[8]), *v[9:], stamp, stamp)
+                    for _, v in new_orders
+                ],
             )
             ids = dict(
                 session.execute(
@@ -377,9 +415,9 @@ class OrderWriter:
                 .where(orders_t.c.id == bindparam("b_id"))
                 .values({k: bindparam(f"b_{k}") for k in (*ORDER_FIELDS, "updated_at")}),
                 [
-                    {"b_id": stored["id"], "b_updated_at": now}
-                    | {f"b_{k}": values[k] for k in ORDER_FIELDS}
-                    for _, values, stored in updated_orders
+                    {"b_id": stored_id, "b_updated_at": now}
+                    | dict(zip(_ORDER_PARAMS, values, strict=True))
+                    for values, stored_id in updated_orders
                 ],
             )
         if relined:
@@ -390,9 +428,12 @@ class OrderWriter:
                 self._line_rows(r, order_id, line_rows)
         if line_rows:
             bulk_insert(lines_t.name, LINE_COLUMNS, line_rows)
-        touched -= delta.created_customer_ids
-        if touched:
-            refresh_customer_totals(touched)
+        if self.file_totals is not None:
+            delta.totals_due = touched | owners
+        else:
+            touched -= delta.created_customer_ids
+            if touched:
+                refresh_customer_totals(touched)
         return delta
 
     def _line_rows(self, r: OrderRecord, order_id: int, out: list[tuple]) -> None:
@@ -402,13 +443,24 @@ class OrderWriter:
 
     def _insert_customers(self, slots: list[CustomerSlot], now: datetime) -> None:
         """Insert the batch's new customers and learn their ids with one SELECT."""
+        to_db = bulk_time()
+        stamp = to_db(now)
         rows = []
         for s in slots:
             v = s.values
+            count, spent, last = s.totals
             rows.append(
-                tuple(v.get(k) for k in CUSTOMER_FIELDS[:-3])
-                + (bool(v.get("accepts_marketing")), v.get("consent_source"), v.get("consent_at"))
-                + (*s.totals, now, now)
+                (
+                    *map(v.get, CUSTOMER_FIELDS[:-3]),
+                    bool(v.get("accepts_marketing")),
+                    v.get("consent_source"),
+                    to_db(v.get("consent_at")),
+                    count,
+                    spent,
+                    to_db(last),
+                    stamp,
+                    stamp,
+                )
             )
         bulk_insert(
             customers_t.name,
@@ -421,7 +473,6 @@ class OrderWriter:
                 "updated_at",
             ),
             rows,
-            datetime_columns={"consent_at", "last_order_at", "created_at", "updated_at"},
         )
         ext_ids = [s.values["external_id"] for s in slots if s.values.get("external_id")]
         emails = [s.values["email_norm"] for s in slots if s.values.get("email_norm")]
@@ -472,6 +523,9 @@ class OrderWriter:
         values["consent_source"] = self.source
         values["consent_at"] = r.placed_at
 
+
+_CUSTOMER_AT = 1 + ORDER_FIELDS.index("customer_id")  # in a stored order's tuple
+_ORDER_PARAMS = tuple(f"b_{k}" for k in ORDER_FIELDS)
 
 LINE_COLUMNS = (
     "order_id",
