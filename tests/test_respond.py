@@ -1,6 +1,8 @@
 """The shopper's survey pages: the iframe's steps, the hosted link, the owner's preview."""
 
 import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import func, select
@@ -411,3 +413,79 @@ def test_the_stock_templates_render_every_step(client):
     survey = add_survey("post_purchase_profile")
     url = shown(survey)
     assert "What are you making?" in html(client.get(url))
+
+
+# --- in a real browser, inside a shop's page --------------------------------------------------
+
+SHORT = {
+    "title": "Quick one",
+    "thank_you": "Thank you, really!",
+    "questions": [
+        {
+            "id": "colour",
+            "type": "single_choice",
+            "prompt": "Favourite colour?",
+            "options": [{"id": "red", "label": "Red"}, {"id": "blue", "label": "Blue"}],
+        }
+    ],
+}
+
+
+@pytest.fixture
+def host_site():
+    """A shop's site on another origin (localhost, another port) whose page frames a survey
+    and keeps the messages it gets; `host_site.frame(url)` sets the address it frames."""
+    framed = {"url": ""}
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = (
+                f'<!doctype html><iframe id="survey" title="Survey" src="{framed["url"]}">'
+                "</iframe><script>window.got = [];"
+                " addEventListener('message', e => got.push(e.data));</script>"
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.origin = f"http://localhost:{server.server_port}"
+    server.frame = lambda url: framed.update(url=url)
+    yield server
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.mark.browser
+def test_in_the_shops_iframe_the_survey_is_answered_by_keyboard_and_tells_its_host(
+    page, live_server, host_site
+):
+    get_shop().allowed_origins = host_site.origin
+    db.session.commit()
+    host_site.frame(live_server.url + shown(add_custom_survey(SHORT)))
+    page.goto(host_site.origin)
+    frame = page.frame_locator("#survey")
+    frame.get_by_label("Red").focus()
+    page.keyboard.press("Space")
+    page.keyboard.press("Enter")
+    frame.get_by_text("Thank you, really!").wait_for()
+    page.wait_for_function("got.some(m => m.patchwork === 'completed')")
+    assert page.evaluate("got.filter(m => m.patchwork === 'height')[0].value") > 50
+    page.keyboard.press("Escape")
+    page.wait_for_function("got.some(m => m.patchwork === 'close')")
+    assert stored("colour") == {"options": ["red"], "other": None}
+
+
+@pytest.mark.browser
+def test_a_site_that_is_not_allowed_cannot_frame_the_survey(page, live_server, host_site):
+    host_site.frame(live_server.url + shown(add_custom_survey(SHORT)))
+    page.goto(host_site.origin)
+    page.wait_for_timeout(500)
+    frame = page.frame(url=lambda url: "/r/" in url)
+    assert frame is None or "Favourite colour?" not in frame.content()
