@@ -568,3 +568,79 @@ def test_a_customer_created_concurrently_is_found_on_the_retry(app, monkeypatch)
     assert raced
     assert (report.customers_created, report.orders_created) == (0, 1)
     assert order("K1").customer_id == customer("kim@example.com").id
+
+
+def customer_totals() -> dict[str, tuple]:
+    rows = db.session.execute(
+        select(
+            Customer.email_norm, Customer.orders_count, Customer.spent_cents, Customer.last_order_at
+        )
+    )
+    return {email: (n, spent, last) for email, n, spent, last in rows}
+
+
+def expected_totals() -> dict[str, tuple]:
+    """What every customer's totals must be, from their stored orders."""
+    live = Order.cancelled_at.is_(None)
+    rows = db.session.execute(
+        select(
+            Customer.email_norm,
+            func.count(Order.id).filter(live),
+            func.coalesce(func.sum(Order.total_cents - Order.refunded_cents).filter(live), 0),
+            func.max(Order.placed_at).filter(live),
+        )
+        .outerjoin(Order, Order.customer_id == Customer.id)
+        .group_by(Customer.id)
+    )
+    return {email: (n, spent, last) for email, n, spent, last in rows}
+
+
+def test_totals_of_customers_whose_orders_span_batches(app, tmp_path):
+    # 130 orders of 20 customers: every customer has orders in each of the three batches.
+    rows = ["order_id,email,placed_at,total,refunded,cancelled_at,sku,line_name,quantity,price"]
+    for n in range(130):
+        cancelled = "2024-02-01" if n % 7 == 0 else ""
+        rows.append(
+            f"O{n},c{n % 20}@example.com,2024-01-{1 + n % 28:02d} 10:{n % 60:02d},"
+            f"{n}.00,{n % 3}.00,{cancelled},S{n},Thing,1,{n}.00"
+        )
+    path = write_csv(tmp_path, "\n".join(rows) + "\n")
+
+    report = import_orders_file(str(path))
+
+    assert (report.customers_created, report.customers_updated) == (20, 0)
+    assert customer_totals() == expected_totals()
+    assert customer("c1@example.com").orders_count == 6  # orders 1, 21, ..., 121
+    # Orders that move to another customer leave their old one's totals right too.
+    moved = path.read_text().replace("O1,c1@example.com", "O1,c2@example.com")
+    report = import_orders_file(str(write_csv(tmp_path, moved, "moved.csv")))
+    assert (report.orders_updated, report.customers_updated) == (1, 0)
+    assert customer("c1@example.com").orders_count == 5
+    assert customer_totals() == expected_totals()
+
+
+def test_an_interrupted_import_is_completed_by_running_it_again(app, tmp_path, monkeypatch):
+    from webapp.imports.writer import OrderWriter
+
+    path = many_orders_csv(tmp_path)  # 130 orders: three batches of 50 in the test config
+    real_write = OrderWriter.write
+    batches: list[int] = []
+
+    def crash_on_the_second_batch(self, records):
+        batches.append(len(records))
+        if len(batches) == 2:
+            raise KeyboardInterrupt
+        real_write(self, records)
+
+    monkeypatch.setattr(OrderWriter, "write", crash_on_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        import_orders_file(str(path))
+    assert db.session.scalar(select(func.count(Order.id))) == 50
+    monkeypatch.undo()
+
+    report = import_orders_file(str(path))
+
+    assert (report.orders_created, report.lines) == (80, 160)
+    assert db.session.scalar(select(func.count(Order.id))) == 130
+    assert customer_totals() == expected_totals()
+    assert sum(n for n, _, _ in customer_totals().values()) == 130
