@@ -334,3 +334,20 @@ def test_amounts_are_exact_cents(value, cents):
 )
 def test_timestamps_follow_the_shop_time_zone_unless_they_have_an_offset(value, expected):
     assert parse_timestamp(value, ZoneInfo("Europe/Berlin")) == expected
+
+
+def test_a_survey_answered_before_its_order_arrived_is_linked_when_it_does(client, token):
+    from tests.factories import add_survey
+    from webapp.models import SurveyResponse
+    from webapp.shop import get_shop
+    from webapp.surveys.responses import Identity, sign_identity, start_response
+
+    identity = Identity(order_ref="00042")
+    signed = Identity(order_ref="00042", signature=sign_identity(get_shop().embed_secret, identity))
+    start_response(db.session, add_survey(), get_shop(), identity=signed)
+    db.session.commit()
+
+    assert post(client, {"orders": [an_order()]}, token).status_code == 200
+    response = db.session.scalar(select(SurveyResponse))
+    order = db.session.scalar(select(Order).where(Order.external_id == "00042"))
+    assert (response.order_id, response.customer_id) == (order.id, order.customer_id)

@@ -114,10 +114,15 @@ def _reject_constant(name: str) -> None:
 
 
 def write_orders(records: list[OrderRecord], source: str) -> ImportReport:
+    """Upsert the orders, then link survey responses that were waiting for them."""
     # The writer retries once itself when a concurrent call inserted the same rows first.
     from webapp.imports.writer import upsert_orders
+    from webapp.surveys.responses import link_pending_responses
 
-    return upsert_orders(records, source=source)
+    report = upsert_orders(records, source=source)
+    if link_pending_responses(db.session, get_shop()):
+        db.session.commit()
+    return report
 
 
 REPORT_COUNTS = ("customers_created", "customers_updated", "orders_created", "orders_updated")
