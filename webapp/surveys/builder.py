@@ -75,7 +75,6 @@ class QuestionView:
     first: bool
     last: bool
     add_error: str | None = None
-    focus: str | None = None  # id of the input to focus after an htmx swap
 
     @property
     def is_choice(self) -> bool:
@@ -140,7 +139,7 @@ class Builder:
         options = []
         for j, option in enumerate(data.get("options") or []):
             prefix = f"o-{question_id}-{option['id']}"
-            if option_form is not None and option_form._prefix == prefix + "-":
+            if option_form is not None and option_form.label.name == f"{prefix}-label":
                 opt_form = option_form
             else:
                 opt_form = OptionForm.for_option(option, formdata=None, prefix=prefix)
@@ -169,7 +168,6 @@ class Builder:
             first=index == 0,
             last=index == count - 1,
             add_error=add_error,
-            focus=focus,
         )
 
     def questions(self, focus: str | None = None) -> list[QuestionView]:
@@ -182,14 +180,14 @@ class Builder:
     def problems(self) -> list[tuple[str, str]]:
         """(where, message) for every error, for the status bar's summary."""
         return [
-            (describe_path(path, self.definition), message)
+            (describe_path(path), message)
             for path, messages in self.errors.items()
             for message in messages
         ]
 
 
-def describe_path(path: str, definition: dict) -> str:
-    """ "questions[1].options[0].traits[2]" -> "Question 2, option 1: traits"."""
+def describe_path(path: str) -> str:
+    """ "questions[1].options[0].traits[2]" -> "Question 2, option 1, traits"."""
     words = []
     for part in path.split("."):
         name, _, rest = part.partition("[")
