@@ -52,6 +52,20 @@ def offset_periods(tz: ZoneInfo, start: datetime, end: datetime) -> list[tuple[d
     return periods
 
 
+def quarter_starts(tz: ZoneInfo, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+    """(UTC instant the shop's quarter begins, year x 4 + quarter - 1) from the quarter
+    holding start to the one holding end."""
+    local = start.astimezone(tz)
+    year, quarter = local.year, (local.month - 1) // 3
+    result = []
+    while True:
+        begins = local_midnight_utc(date(year, 3 * quarter + 1, 1), tz)
+        if begins > end:
+            return result
+        result.append((begins, year * 4 + quarter))
+        year, quarter = (year + 1, 0) if quarter == 3 else (year, quarter + 1)
+
+
 @dataclass(frozen=True)
 class Dialect:
     """Fragments for one engine and one shop time zone."""
@@ -59,6 +73,7 @@ class Dialect:
     name: str  # sqlite | postgresql
     tz: ZoneInfo
     periods: tuple[tuple[datetime, int], ...] = ()
+    quarters: tuple[tuple[datetime, int], ...] = ()  # SQLite: (first instant, quarter key)
 
     def ts(self, value: datetime):
         """A UTC instant as a bind parameter that compares with stored timestamps."""
@@ -87,17 +102,23 @@ class Dialect:
             return f"(CAST({local} AS DATE) - DATE '1970-01-01')"
         return f"CAST(julianday({local}) - 2440587.5 AS INTEGER)"
 
-    def year_quarter(self, column: str) -> tuple[str, str]:
-        local = self.local(column)
+    def quarter_key(self, column: str) -> str:
+        """year x 4 + quarter - 1 of a timestamp column, in the shop's zone. On SQLite, a
+        CASE over the quarters' first instants: comparing stored text is much cheaper than
+        converting every order's timestamp."""
         if self.name == "postgresql":
+            local = self.local(column)
             return (
-                f"CAST(EXTRACT(YEAR FROM {local}) AS INTEGER)",
-                f"CAST(EXTRACT(QUARTER FROM {local}) AS INTEGER)",
+                f"CAST(EXTRACT(YEAR FROM {local}) * 4 + EXTRACT(QUARTER FROM {local}) - 1 "
+                "AS INTEGER)"
             )
-        return (
-            f"CAST(strftime('%Y', {local}) AS INTEGER)",
-            f"((CAST(strftime('%m', {local}) AS INTEGER) + 2) / 3)",
+        if not self.quarters:
+            return "0"
+        cases = " ".join(
+            f"WHEN {column} < '{start.replace(tzinfo=None):%Y-%m-%d %H:%M:%S}' THEN {key - 1}"
+            for start, key in self.quarters[1:]
         )
+        return f"(CASE {cases} ELSE {self.quarters[-1][1]} END)" if cases else "0"
 
     def date_of_day(self, expr: str) -> str:
         """A day number as a DATE value of the engine (text YYYY-MM-DD on SQLite)."""

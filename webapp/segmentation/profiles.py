@@ -81,18 +81,18 @@ def stage_categories(conn: Connection, ctx: RunContext) -> None:
 def stage_seasonal(conn: Connection, ctx: RunContext) -> None:
     """st_seasonal: customers with 60%+ of their orders in one calendar quarter, those
     orders spanning at least two years."""
-    year, quarter = ctx.dialect.year_quarter("o.placed_at")
+    key = ctx.dialect.quarter_key("o.placed_at")
     stage(
         conn,
         ctx,
         "st_seasonal",
         f"""SELECT q.customer_id, MIN(q.quarter) AS quarter
-            FROM (SELECT y.customer_id, y.quarter, COUNT(*) AS n,
-                         COUNT(DISTINCT y.year) AS years
-                  FROM (SELECT o.customer_id, {year} AS year, {quarter} AS quarter
+            FROM (SELECT y.customer_id, y.qk % 4 + 1 AS quarter, COUNT(*) AS n,
+                         COUNT(DISTINCT y.qk / 4) AS years
+                  FROM (SELECT o.customer_id, {key} AS qk
                         FROM orders o JOIN st_orders a ON a.customer_id = o.customer_id
                         WHERE a.frequency >= 2 AND {COUNTED}) y
-                  GROUP BY y.customer_id, y.quarter) q
+                  GROUP BY y.customer_id, y.qk % 4 + 1) q
             JOIN st_orders a ON a.customer_id = q.customer_id
             WHERE q.years >= 2 AND 100 * q.n >= {SEASONAL_PERCENT} * a.frequency
             GROUP BY q.customer_id""",

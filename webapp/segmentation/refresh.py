@@ -25,7 +25,13 @@ from sqlalchemy import Connection, Engine, func, select, text, update
 from webapp.extensions import db
 from webapp.models import RefreshRun, ShopSettings, Survey, Task
 from webapp.segmentation import profiles, rfm, traits
-from webapp.segmentation.dialect import Dialect, day_number, local_midnight_utc, offset_periods
+from webapp.segmentation.dialect import (
+    Dialect,
+    day_number,
+    local_midnight_utc,
+    offset_periods,
+    quarter_starts,
+)
 from webapp.segmentation.staging import RunContext
 from webapp.tasks import Progress as TaskProgress
 from webapp.tasks import handler
@@ -209,16 +215,18 @@ def _context(
     tz = ZoneInfo(shop.timezone)
     cutoff = local_midnight_utc(run.as_of + timedelta(days=1), tz)
     periods: tuple = ()
+    quarters: tuple = ()
     if conn.dialect.name == "sqlite":
         first = conn.execute(text("SELECT MIN(placed_at) FROM orders")).scalar()
-        start = datetime.fromisoformat(first).replace(tzinfo=UTC) if first else cutoff
-        periods = tuple(offset_periods(tz, min(start, cutoff), cutoff))
+        start = min(datetime.fromisoformat(first).replace(tzinfo=UTC) if first else cutoff, cutoff)
+        periods = tuple(offset_periods(tz, start, cutoff))
+        quarters = tuple(quarter_starts(tz, start, cutoff))
     return RunContext(
         run_id=run.id,
         as_of=run.as_of,
         as_of_day=day_number(run.as_of),
         cutoff=cutoff,
-        dialect=Dialect(conn.dialect.name, tz, periods),
+        dialect=Dialect(conn.dialect.name, tz, periods, quarters),
         churn_window_days=shop.churn_window_days,
         declared_weight_pct=shop.trait_declared_weight_pct,
         observed_weight_pct=shop.trait_observed_weight_pct,

@@ -122,7 +122,42 @@ def stage_traits(conn: Connection, ctx: RunContext) -> None:
                         GROUP BY customer_id, dimension, value) u) v""",
         "customer_id, dimension, value",
     )
-    declared_values = ctx.dialect.join_sorted("value")
+    # Each part keyed by (customer, dimension) before the final join: SQLite joins
+    # unkeyed subqueries with nested loops.
+    stage(
+        conn,
+        ctx,
+        "st_best",
+        """SELECT customer_id, dimension, COUNT(*) AS n_top, MIN(value) AS value,
+                  MAX(num) AS num, MAX(den) AS den
+           FROM (SELECT c.*, RANK() OVER (PARTITION BY c.customer_id, c.dimension
+                                          ORDER BY c.num DESC) AS rk
+                 FROM st_candidates c) r
+           WHERE r.rk = 1
+           GROUP BY customer_id, dimension""",
+        "customer_id, dimension",
+    )
+    stage(
+        conn,
+        ctx,
+        "st_declared_values",
+        f"""SELECT customer_id, dimension, {ctx.dialect.join_sorted("value")} AS declared_values,
+                   MAX(declared_at) AS declared_at, MAX(response_id) AS response_id
+            FROM (SELECT * FROM st_declared ORDER BY customer_id, dimension, value) s
+            GROUP BY customer_id, dimension""",
+        "customer_id, dimension",
+    )
+    stage(
+        conn,
+        ctx,
+        "st_observed_top",
+        """SELECT customer_id, dimension, value, spend, total, obs_window
+           FROM (SELECT o.*, ROW_NUMBER() OVER (PARTITION BY o.customer_id, o.dimension
+                                                ORDER BY o.spend DESC, o.value) AS rn
+                 FROM st_observed o) r
+           WHERE r.rn = 1""",
+        "customer_id, dimension",
+    )
     stage(
         conn,
         ctx,
@@ -135,22 +170,10 @@ def stage_traits(conn: Connection, ctx: RunContext) -> None:
                    ob.value AS observed_value,
                    CAST(ob.spend AS DOUBLE PRECISION) / ob.total AS observed_share,
                    ob.obs_window AS observed_window
-            FROM (SELECT customer_id, dimension, COUNT(*) AS n_top, MIN(value) AS value,
-                         MAX(num) AS num, MAX(den) AS den
-                  FROM (SELECT c.*, RANK() OVER (PARTITION BY c.customer_id, c.dimension
-                                                 ORDER BY c.num DESC) AS rk
-                        FROM st_candidates c) r
-                  WHERE r.rk = 1
-                  GROUP BY customer_id, dimension) b
-            LEFT JOIN (SELECT customer_id, dimension, {declared_values} AS declared_values,
-                              MAX(declared_at) AS declared_at, MAX(response_id) AS response_id
-                       FROM (SELECT * FROM st_declared
-                             ORDER BY customer_id, dimension, value) s
-                       GROUP BY customer_id, dimension) dv
+            FROM st_best b
+            LEFT JOIN st_declared_values dv
               ON dv.customer_id = b.customer_id AND dv.dimension = b.dimension
-            LEFT JOIN (SELECT o.*, ROW_NUMBER() OVER (PARTITION BY o.customer_id, o.dimension
-                                                      ORDER BY o.spend DESC, o.value) AS rn
-                       FROM st_observed o) ob
-              ON ob.customer_id = b.customer_id AND ob.dimension = b.dimension AND ob.rn = 1""",
+            LEFT JOIN st_observed_top ob
+              ON ob.customer_id = b.customer_id AND ob.dimension = b.dimension""",
         "customer_id, dimension",
     )
