@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from datetime import UTC, date, datetime
 
 import pytest
@@ -131,6 +132,24 @@ def test_a_killed_run_changes_nothing_readers_see_and_is_marked_failed_by_the_ne
     assert rows_of(CustomerProfile, killed.id) == 0
     assert current_run_id() == after.id
     assert profile(after.id, ada).frequency == 3
+
+
+def test_answers_are_written_while_a_run_computes(app, monkeypatch):
+    """Staging never holds the database's write lock (SQLite has only one)."""
+    ada, bob, cy = small_shop()
+    waited = []
+
+    def write_meanwhile(conn, ctx):
+        started = time.perf_counter()
+        add_order(cy, "#C-meanwhile", 4200, placed_at=datetime(2025, 6, 29, tzinfo=UTC))
+        waited.append(time.perf_counter() - started)
+
+    steps = list(refresh.STEPS)
+    steps.insert(6, ("someone answers", write_meanwhile))
+    monkeypatch.setattr(refresh, "STEPS", tuple(steps))
+    run = run_refresh(as_of=AS_OF)
+    assert run.status == "done"
+    assert waited and waited[0] < 2
 
 
 def test_two_runs_never_overlap(app, runner):
