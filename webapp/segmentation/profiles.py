@@ -4,6 +4,12 @@ behaviours and per-category order facts, each staged in a keyed temporary table.
 Definitions (issue 4): an order counts when it is not cancelled or voided, was placed before
 the end of the as-of day, and its amount (total as charged minus refunds) is above zero.
 "Within N days" means at most N days before the as-of day, in the shop's time zone.
+
+Behaviours: frequent = F score 5 (the top fifth by number of orders); seasonal = 60%+ of
+orders in one calendar quarter, those orders spanning two years or more; VIP = the biggest
+spenders, in order, until those before them make 20% of revenue; cart abandoner = answered an
+exit-intent survey within 30 days and no counted order since; class taker = bought from the
+"classes" category.
 """
 
 from __future__ import annotations
