@@ -301,6 +301,13 @@ def test_a_choice_question_needs_two_options(owner_client):
 # --- details and triggers ----------------------------------------------------------------
 
 
+def test_a_template_shows_the_default_thank_you_text_it_will_use(owner_client):
+    survey = add_survey("skill", publish=False)
+    assert "thank_you" not in survey.definition
+    html = owner_client.get(f"/surveys/{survey.id}").text
+    assert re.search(r'<input[^>]*id="details-thank_you"[^>]*value="Thank you!"', html)
+
+
 def test_title_and_thank_you_text_are_saved(owner_client):
     survey = add_survey("skill", publish=False)
     data = {"details-title": " Quick question ", "details-thank_you": "Merci!"}

@@ -15,7 +15,7 @@ from flask import Blueprint, abort, make_response, redirect, render_template, re
 from sqlalchemy import select
 from wtforms.fields import SelectChoice
 
-from surveys.definition import CHOICE_TYPES, validate_definition
+from surveys.definition import CHOICE_TYPES, DEFAULT_THANK_YOU, validate_definition
 from surveys.errors import DefinitionInvalid, errors_by_path
 from surveys.templates import TEMPLATES
 from webapp.extensions import db, htmx
@@ -112,7 +112,9 @@ class Builder:
         return self.survey.definition
 
     def details_form(self) -> DetailsForm:
-        form = DetailsForm(formdata=None, data=self.definition, prefix="details")
+        # A template leaves the thank-you text to its default: show the text shoppers get.
+        data = {"thank_you": DEFAULT_THANK_YOU, **self.definition}
+        form = DetailsForm(formdata=None, data=data, prefix="details")
         attach_errors(form, self.errors, "")
         return form
 
