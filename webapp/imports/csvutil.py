@@ -7,7 +7,7 @@ raises ValueError with a message meant for the shop owner.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, tzinfo
 from typing import IO
 
@@ -150,6 +150,23 @@ def _group_problem(
 
 
 # --- values --------------------------------------------------------------------------------
+
+
+def sharer(limit: int = 50_000) -> Callable[[str], str]:
+    """A function that returns one object per distinct string (for the first ``limit``
+    distinct ones). Product names, SKUs, currencies and statuses repeat on every line of an
+    export; shared, they are spooled (pickled) once per batch and held in memory once."""
+    seen: dict[str, str] = {}
+
+    def share(text: str) -> str:
+        found = seen.get(text)
+        if found is not None:
+            return found
+        if len(seen) < limit:
+            seen[text] = text
+        return text
+
+    return share
 
 
 _CENTS: dict[str, int] = {}  # a shop's prices repeat: most amounts are parsed once

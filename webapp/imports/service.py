@@ -32,6 +32,7 @@ PROGRESS_EVERY = 5000  # orders between two progress reports
 
 ProgressFn = Callable[..., None]
 
+
 def import_orders_file(
     path: str,
     fmt: str | None = None,

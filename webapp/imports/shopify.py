@@ -8,7 +8,7 @@ order's fields are read from its first row only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import tzinfo
 from operator import itemgetter
 
@@ -21,6 +21,7 @@ from webapp.imports.csvutil import (
     parse_bool,
     parse_cents,
     parse_quantity,
+    sharer,
     split_name,
 )
 from webapp.imports.records import OrderRecord, RowError
@@ -38,6 +39,7 @@ def parse_shopify(
     order_at = itemgetter(*cols.positions(*ORDER_COLUMNS))
     line_at = itemgetter(*cols.positions(*LINE_COLUMNS))
     fit = cols.fit
+    share = sharer()
     # Rows as wide as a header that has every column need no fitting: the usual case.
     always_fit = not all(key in cols for key in (*ORDER_COLUMNS, *LINE_COLUMNS))
     width = cols.width
@@ -54,7 +56,7 @@ def parse_shopify(
                 if always_fit or len(row) != width:
                     row = fit(row)
                 if index == 0:
-                    head = _order_fields(name, row, order_at, parse_date, currency)
+                    head = _order_fields(name, row, order_at, parse_date, currency, share)
             except ValueError as exc:
                 # The first row's messages name the order already. One error per row.
                 errors.append(RowError(line, f"order {name}: {exc}" if index else str(exc)))
@@ -71,10 +73,10 @@ def parse_shopify(
                 lines.append(
                     (
                         len(lines),
-                        line_name[:500],
+                        share(line_name[:500]),
                         parse_quantity(quantity),
                         parse_cents(price, "Lineitem price"),
-                        sku or None,
+                        share(sku) if sku else None,
                     )
                 )
             except ValueError as exc:
@@ -105,7 +107,12 @@ ORDER_COLUMNS = (
 
 
 def _order_fields(
-    name: str, row: list[str], order_at: itemgetter, parse_date: DateParser, default_currency: str
+    name: str,
+    row: list[str],
+    order_at: itemgetter,
+    parse_date: DateParser,
+    default_currency: str,
+    share: Callable[[str], str],
 ) -> tuple:
     """The order's own fields, in OrderRecord's order up to ``lines``."""
     if len(name) > MAX_ID:
@@ -145,20 +152,20 @@ def _order_fields(
             name,
             parse_date(created, "Created at"),
             parse_cents(total, "Total"),
-            currency,
+            share(currency),
             shopify_id,
             None,  # customer_external_id: Shopify's export has none
             check_email(email),
             first[:120] if first else None,
             last[:120] if last else None,
             city.strip()[:120] or None,
-            country.strip()[:120] or None,
+            share(country.strip()[:120]) or None,
             parse_bool(accepts, "Accepts Marketing"),
             refunded_cents,
-            status.strip()[:40] or None,
+            share(status.strip()[:40]) or None,
             parse_date.optional(cancelled, "Cancelled at") if cancelled else None,
-            source.strip()[:80] or None,
-            tags.strip(),
+            share(source.strip()[:80]) or None,
+            share(tags.strip()),
         )
     except ValueError as exc:
         raise ValueError(f"order {name}: {exc}") from None

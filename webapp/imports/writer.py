@@ -213,22 +213,21 @@ class OrderWriter:
         live_emails = [n for n in emails if n not in erased_norms]
         stored_customers: list[dict] = []
         if ext_ids or live_emails:
-            stored_customers = [
-                dict(row._mapping)
-                for row in session.execute(
-                    select(
-                        customers_t.c.id,
-                        *(customers_t.c[k] for k in CUSTOMER_FIELDS),
-                        customers_t.c.unsubscribed_at,
-                        customers_t.c.erased_at,
-                    ).where(
-                        or_(
-                            in_keys(customers_t.c.external_id, list(ext_ids)),
-                            in_keys(customers_t.c.email_norm, live_emails),
-                        )
+            result = session.execute(
+                select(
+                    customers_t.c.id,
+                    *(customers_t.c[k] for k in CUSTOMER_FIELDS),
+                    customers_t.c.unsubscribed_at,
+                    customers_t.c.erased_at,
+                ).where(
+                    or_(
+                        in_keys(customers_t.c.external_id, list(ext_ids)),
+                        in_keys(customers_t.c.email_norm, live_emails),
                     )
                 )
-            ]
+            )
+            keys = tuple(result.keys())
+            stored_customers = [dict(zip(keys, row, strict=True)) for row in result.all()]
         latest: dict[int, datetime] = {}
         if stored_customers:
             latest = dict(
