@@ -238,6 +238,16 @@ def test_a_stale_page_answering_out_of_turn_shows_the_current_step(client, every
     assert count(SurveyAnswer) == 0
 
 
+def test_a_response_whose_question_was_republished_away_is_closed(client, everything):
+    url = shown(everything)
+    client.post(url, data={"question": "colour", "answer": "red"})
+    everything.definition = {**EVERY_TYPE, "questions": EVERY_TYPE["questions"][2:]}
+    publish_survey(everything)
+    db.session.commit()
+    response = client.get(url)
+    assert response.status_code == 410 and "has changed" in html(response)
+
+
 def test_an_unknown_question_is_a_400(client, everything):
     response = client.post(shown(everything), data={"question": "nope", "answer": "x"})
     assert response.status_code == 400
@@ -384,9 +394,7 @@ def test_the_preview_shows_the_draft_and_stores_nothing(owner_client, everything
     page = html(owner_client.get(f"/surveys/{everything.id}/preview"))
     assert "Which colour, really?" in page and "not saved" in page
     assert "Favourite colour?" in html(owner_client.get(f"/s/{everything.slug}"))
-    done = owner_client.get(
-        f"/surveys/{everything.id}/preview?step=colour&question=colour&answer=red"
-    )
+    done = owner_client.get(f"/surveys/{everything.id}/preview?question=colour&answer=red")
     assert "Thanks a bunch!" in html(done)
     assert count(SurveyResponse) == 0 and count(SurveyAnswer) == 0
 
@@ -396,7 +404,7 @@ def test_the_preview_walks_the_steps_and_checks_answers(owner_client):
     base = f"/surveys/{survey.id}/preview"
     jumped = html(owner_client.get(f"{base}?step=colour&question=colour&answer=blue"))
     assert "Would you recommend us?" in jumped
-    wrong = owner_client.get(f"{base}?step=nps&question=nps&answer=11")
+    wrong = owner_client.get(f"{base}?question=nps&answer=11")
     assert wrong.status_code == 422 and "from 0 to 10" in html(wrong)
     assert "What do you make?" in html(owner_client.get(f"{base}?step=crafts"))
     assert count(SurveyResponse) == 0

@@ -176,6 +176,11 @@ def _show_response_step(
     answered = _answers(survey_response)
     if not _can_show(survey_response, question_id, answered):
         question_id = survey_response.next_question
+    if question_id is not None and question_id not in {q.id for q in definition.questions}:
+        # Republished without the question this response waits for: it cannot go on.
+        raise ShopperError(
+            410, "survey_changed", "This survey has changed. Thank you for your time!"
+        )
     question = definition.question(question_id) if question_id else None
     if question is not None and form is None:
         stored = answered.get(question.id)
@@ -317,10 +322,11 @@ def preview(survey_id: int):
     if problems:
         return render_template("respond/preview_invalid.html", survey=survey, problems=problems)
     definition = parse_definition(survey.definition)
-    question = _preview_question(definition, request.args.get("step"))
+    answered_id = request.args.get("question")  # set when "Next" was pressed on a step
+    question = _preview_question(definition, answered_id or request.args.get("step"))
     form = step_form(question)
     errors: dict[str, str] = {}
-    if request.args.get("question") == question.id:  # "Next" was pressed on this step
+    if answered_id == question.id:
         form = step_form(question, formdata=request.args)
         try:
             answer = validate_answer(question, raw_answer(question, form))
