@@ -380,3 +380,15 @@ def test_export_neutralises_a_free_text_answer_that_starts_a_formula(owner_clien
 
     assert row[header.index("Anything to add?")] == "'=1+1"
     assert row[header.index("Recommend us?")] == "7"
+
+
+def test_a_draft_never_published_has_no_results_even_when_half_edited(owner_client, app):
+    survey = add_survey("occasion", publish=False)
+    survey.definition = {**survey.definition, "questions": []}  # invalid while being edited
+    db.session.commit()
+
+    page = owner_client.get(results_url(survey))
+    export = owner_client.get(f"/surveys/{survey.id}/responses.csv")
+
+    assert page.status_code == 200 and "not published yet" in page.get_data(as_text=True)
+    assert export.status_code == 404 and "never been published" in export.get_data(as_text=True)

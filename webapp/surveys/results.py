@@ -122,6 +122,8 @@ def _wants_partial() -> bool:
 @bp.get("/<int:survey_id>/results")
 def results(survey_id: int):
     survey = _survey_or_404(survey_id)
+    if survey.published is None:  # a draft (maybe half-edited) that no shopper has seen
+        return render_template("surveys/results_unpublished.html", survey=survey)
     definition = live_definition(survey)
     form = FilterForm(definition)
     context = {"survey": survey, "definition": definition, "form": form}
@@ -225,6 +227,8 @@ def export_rows(survey: Survey, where: ResultsFilter) -> Iterator[str]:
 @bp.get("/<int:survey_id>/responses.csv")
 def export(survey_id: int):
     survey = _survey_or_404(survey_id)
+    if survey.published is None:
+        abort(404, "This survey has never been published, so it has no responses.")
     form = FilterForm(live_definition(survey))
     if not form.validate():
         abort(400, form.problems())
