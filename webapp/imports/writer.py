@@ -43,7 +43,14 @@ from sqlalchemy.exc import IntegrityError
 
 from webapp.catalog import Categoriser
 from webapp.extensions import db
-from webapp.imports.bulk import aware, bulk_insert, bulk_time, in_keys, relax_commit
+from webapp.imports.bulk import (
+    aware,
+    bulk_insert,
+    bulk_time,
+    in_keys,
+    relax_commit,
+    settle,
+)
 from webapp.imports.matching import (
     CUSTOMER_FIELDS,
     PROFILE_FIELDS,
@@ -181,6 +188,8 @@ class OrderWriter:
                 relax_commit()
             refresh_customer_totals(due[start : start + chunk])
             db.session.commit()
+        if self.relaxed_commit:
+            settle()
 
     # --- one batch ------------------------------------------------------------------------
 
