@@ -112,13 +112,13 @@ class Dialect:
                 f"CAST(EXTRACT(YEAR FROM {local}) * 4 + EXTRACT(QUARTER FROM {local}) - 1 "
                 "AS INTEGER)"
             )
-        if not self.quarters:
-            return "0"
-        cases = " ".join(
-            f"WHEN {column} < '{start.replace(tzinfo=None):%Y-%m-%d %H:%M:%S}' THEN {key - 1}"
+        cases = "".join(
+            f"WHEN {column} < '{start.replace(tzinfo=None):%Y-%m-%d %H:%M:%S}' THEN {key - 1} "
             for start, key in self.quarters[1:]
         )
-        return f"(CASE {cases} ELSE {self.quarters[-1][1]} END)" if cases else "0"
+        last = self.quarters[-1][1] if self.quarters else 0
+        # Never a bare constant: SQLite reads GROUP BY <integer> as a column position.
+        return f"(CASE {cases}WHEN {column} IS NOT NULL THEN {last} END)"
 
     def date_of_day(self, expr: str) -> str:
         """A day number as a DATE value of the engine (text YYYY-MM-DD on SQLite)."""

@@ -35,17 +35,30 @@ COUNTED = """
 
 
 def stage_orders(conn: Connection, ctx: RunContext) -> None:
-    """st_orders: per customer with counted orders, their count, spend and first/last."""
+    """st_order_quarters: counted orders per customer and calendar quarter (the one pass
+    over orders); st_orders: per customer, their count, spend and first/last order."""
+    stage(
+        conn,
+        ctx,
+        "st_order_quarters",
+        f"""SELECT o.customer_id, {ctx.dialect.quarter_key("o.placed_at")} AS qk,
+                   COUNT(*) AS n,
+                   CAST(SUM(o.total_cents - o.refunded_cents) AS BIGINT) AS monetary,
+                   MIN(o.placed_at) AS first_at, MAX(o.placed_at) AS last_at
+            FROM orders o WHERE {COUNTED}
+            GROUP BY o.customer_id, qk""",
+        "customer_id, qk",
+        {"cutoff": ctx.cutoff_param},
+    )
     stage(
         conn,
         ctx,
         "st_orders",
-        f"""SELECT o.customer_id, COUNT(*) AS frequency,
-                   CAST(SUM(o.total_cents - o.refunded_cents) AS BIGINT) AS monetary,
-                   MIN(o.placed_at) AS first_at, MAX(o.placed_at) AS last_at
-            FROM orders o WHERE {COUNTED} GROUP BY o.customer_id""",
+        """SELECT customer_id, CAST(SUM(n) AS BIGINT) AS frequency,
+                  CAST(SUM(monetary) AS BIGINT) AS monetary,
+                  MIN(first_at) AS first_at, MAX(last_at) AS last_at
+           FROM st_order_quarters GROUP BY customer_id""",
         "customer_id",
-        {"cutoff": ctx.cutoff_param},
     )
 
 
@@ -87,23 +100,17 @@ def stage_categories(conn: Connection, ctx: RunContext) -> None:
 def stage_seasonal(conn: Connection, ctx: RunContext) -> None:
     """st_seasonal: customers with 60%+ of their orders in one calendar quarter, those
     orders spanning at least two years."""
-    key = ctx.dialect.quarter_key("o.placed_at")
     stage(
         conn,
         ctx,
         "st_seasonal",
         f"""SELECT q.customer_id, MIN(q.quarter) AS quarter
-            FROM (SELECT y.customer_id, y.qk % 4 + 1 AS quarter, COUNT(*) AS n,
-                         COUNT(DISTINCT y.qk / 4) AS years
-                  FROM (SELECT o.customer_id, {key} AS qk
-                        FROM orders o JOIN st_orders a ON a.customer_id = o.customer_id
-                        WHERE a.frequency >= 2 AND {COUNTED}) y
-                  GROUP BY y.customer_id, y.qk % 4 + 1) q
+            FROM (SELECT customer_id, qk % 4 + 1 AS quarter, SUM(n) AS n, COUNT(*) AS years
+                  FROM st_order_quarters GROUP BY customer_id, qk % 4 + 1) q
             JOIN st_orders a ON a.customer_id = q.customer_id
             WHERE q.years >= 2 AND 100 * q.n >= {SEASONAL_PERCENT} * a.frequency
             GROUP BY q.customer_id""",
         "customer_id",
-        {"cutoff": ctx.cutoff_param},
     )
 
 

@@ -123,18 +123,19 @@ def stage_traits(conn: Connection, ctx: RunContext) -> None:
         "customer_id, dimension, value",
     )
     # Each part keyed by (customer, dimension) before the final join: SQLite joins
-    # unkeyed subqueries with nested loops.
+    # unkeyed subqueries with nested loops. Best values by grouping, not window functions:
+    # both engines group a keyed table without sorting it.
     stage(
         conn,
         ctx,
         "st_best",
-        """SELECT customer_id, dimension, COUNT(*) AS n_top, MIN(value) AS value,
-                  MAX(num) AS num, MAX(den) AS den
-           FROM (SELECT c.*, RANK() OVER (PARTITION BY c.customer_id, c.dimension
-                                          ORDER BY c.num DESC) AS rk
-                 FROM st_candidates c) r
-           WHERE r.rk = 1
-           GROUP BY customer_id, dimension""",
+        """SELECT c.customer_id, c.dimension, COUNT(*) AS n_top, MIN(c.value) AS value,
+                  MAX(c.num) AS num, MAX(c.den) AS den
+           FROM st_candidates c
+           JOIN (SELECT customer_id, dimension, MAX(num) AS num FROM st_candidates
+                 GROUP BY customer_id, dimension) m
+             ON m.customer_id = c.customer_id AND m.dimension = c.dimension AND m.num = c.num
+           GROUP BY c.customer_id, c.dimension""",
         "customer_id, dimension",
     )
     stage(
@@ -151,11 +152,14 @@ def stage_traits(conn: Connection, ctx: RunContext) -> None:
         conn,
         ctx,
         "st_observed_top",
-        """SELECT customer_id, dimension, value, spend, total, obs_window
-           FROM (SELECT o.*, ROW_NUMBER() OVER (PARTITION BY o.customer_id, o.dimension
-                                                ORDER BY o.spend DESC, o.value) AS rn
-                 FROM st_observed o) r
-           WHERE r.rn = 1""",
+        """SELECT o.customer_id, o.dimension, MIN(o.value) AS value, MAX(o.spend) AS spend,
+                  MAX(o.total) AS total, MAX(o.obs_window) AS obs_window
+           FROM st_observed o
+           JOIN (SELECT customer_id, dimension, MAX(spend) AS spend FROM st_observed
+                 GROUP BY customer_id, dimension) m
+             ON m.customer_id = o.customer_id AND m.dimension = o.dimension
+            AND m.spend = o.spend
+           GROUP BY o.customer_id, o.dimension""",
         "customer_id, dimension",
     )
     stage(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:31:44.060468
+Create Date: 2026-11-22 23:10:41.248235
 
 """
 from alembic import op
@@ -83,8 +83,6 @@ def upgrade():
     sa.PrimaryKeyConstraint('run_id', 'customer_id', name=op.f('pk_customer_profiles'))
     )
     with op.batch_alter_table('customer_profiles', schema=None) as batch_op:
-        batch_op.create_index('ix_customer_profiles_lifecycle', ['run_id', 'lifecycle'], unique=False)
-        batch_op.create_index('ix_customer_profiles_rf', ['run_id', 'r', 'f'], unique=False)
         batch_op.create_index('ix_customer_profiles_segment', ['run_id', 'rfm_segment'], unique=False)
 
     op.create_table('customer_traits',
@@ -459,8 +457,6 @@ def downgrade():
     op.drop_table('customer_traits')
     with op.batch_alter_table('customer_profiles', schema=None) as batch_op:
         batch_op.drop_index('ix_customer_profiles_segment')
-        batch_op.drop_index('ix_customer_profiles_rf')
-        batch_op.drop_index('ix_customer_profiles_lifecycle')
 
     op.drop_table('customer_profiles')
     with op.batch_alter_table('customer_category_stats', schema=None) as batch_op:
