@@ -47,6 +47,7 @@ from webapp.imports.bulk import (
     aware,
     bulk_insert,
     bulk_time,
+    custom_plans,
     in_keys,
     relax_commit,
     settle,
@@ -151,6 +152,7 @@ class OrderWriter:
             return
         for attempt in (1, 2):
             try:
+                custom_plans()
                 if self.relaxed_commit and not self.dry_run:
                     relax_commit()
                 delta = self._batch(records)
@@ -184,6 +186,7 @@ class OrderWriter:
         due = sorted(self._totals_due)
         self._totals_due = set()
         for start in range(0, len(due), chunk):
+            custom_plans()
             if self.relaxed_commit:
                 relax_commit()
             refresh_customer_totals(due[start : start + chunk])
