@@ -5,7 +5,8 @@ Per batch it runs a fixed number of statements whatever the batch size: one SELE
 for erased emails, existing customers, their latest orders, existing orders and their
 lines; bulk INSERTs (COPY on PostgreSQL, one driver executemany on SQLite) with one SELECT
 each to learn the new ids; executemany UPDATEs of what changed; and one set-based UPDATE
-of the touched customers' totals. No ORM objects, no per-row queries.
+of the touched customers' totals (for a file, once at its end: see OrderWriter). No ORM
+objects, no per-row queries.
 
 Each call of OrderWriter.write (and of upsert_orders) is one short transaction, committed
 before it returns (rolled back for a dry run).
