@@ -42,7 +42,7 @@ CRAFT_QUESTION = {
             "painting": "Painting",
             "scrapbooking": "Scrapbooking",
             "pottery": "Pottery",
-            "jewellery_making": "Jewellery making",
+            "jewellery": "Jewellery making",
         },
     ),
     "allow_other": True,

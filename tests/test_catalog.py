@@ -456,3 +456,12 @@ def test_out_of_range_numbers_in_urls_are_not_errors(owner_client, url, status):
 def test_a_page_past_the_end_shows_the_last_page(owner_client):
     add_product("P-1", "Acrylic paint set", category="paint")
     assert "Acrylic paint set" in owner_client.get("/catalog/?page=7").get_data(as_text=True)
+
+
+def test_the_stock_craft_question_speaks_the_catalogues_craft_vocabulary():
+    # Declared and observed evidence only meet when both name a craft the same way.
+    from surveys.templates import template_survey
+    from webapp.catalog import DEFAULT_CATEGORIES
+
+    crafts = {t.value for o in template_survey("craft").questions[0].options for t in o.traits}
+    assert crafts == {c for c in DEFAULT_CATEGORIES.values() if c}

@@ -40,13 +40,17 @@ RULE_TARGETS: tuple[str, ...] = ("category", "tier")
 SOURCE_FILE = "file"
 SOURCE_RULE = "rule"
 
-# category -> craft. The shop edits this table; these are only the first-start defaults.
+# category -> craft. The shop edits this table; these are only the first-start defaults. The
+# crafts are the same words as the craft traits of the stock surveys (surveys/templates.py), so
+# what a shopper declares and what they buy meet in one vocabulary.
 DEFAULT_CATEGORIES: dict[str, str | None] = {
     "yarn": "knitting",
     "needles": "knitting",
     "crochet": "crochet",
     "fabric": "sewing",
     "thread": "sewing",
+    "quilting": "quilting",
+    "weaving": "weaving",
     "embroidery": "embroidery",
     "paint": "painting",
     "brushes": "painting",

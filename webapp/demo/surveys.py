@@ -53,8 +53,6 @@ from webapp.surveys.responses import (
 # Where the demo shop's own site would live: the page each response was shown on.
 SHOP_SITE = "https://loopanddaub.example"
 DEVICES = {"mobile": 58, "desktop": 35, "tablet": 7}
-# The demo's crafts are named as the shop's categories name them; the survey's as shoppers do.
-CRAFT_OPTION = {"jewellery": "jewellery_making"}
 SKILL_BY_TIER = {"starter": "beginner", "standard": "intermediate", "premium": "experienced"}
 OTHER_CRAFTS = ("Macramé", "Candle making", "Bookbinding", "Needle felting", "Punch needle")
 HEARD_FROM = {
@@ -167,7 +165,7 @@ def _buyers(session: Session, rng: random.Random) -> dict[int, Buyer]:
     )
     for customer_id, category, tier, count in rows:
         if craft := DEFAULT_CATEGORIES.get(category or ""):
-            crafts[customer_id][CRAFT_OPTION.get(craft, craft)] += count
+            crafts[customer_id][craft] += count
         if tier in SKILL_BY_TIER:
             tiers[customer_id][SKILL_BY_TIER[tier]] += count
     orders = dict(
