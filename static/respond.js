@@ -1,5 +1,5 @@
 /* The survey page's side of the embed. Inside the shop's iframe it tells the host page
-   (the loader) to close (Esc or the close button), that the survey is completed, and how
+   (the loader) to close (Esc; the loader's dialog has the close button), that the survey is completed, and how
    tall its content is; after each htmx step it moves focus to the new step. */
 (function () {
   "use strict";
@@ -37,15 +37,8 @@
     if (target) target.focus();
   }
 
-  if (framed) {
-    var close = document.querySelector("[data-close]");
-    if (close) close.hidden = false;
-  }
   document.addEventListener("keydown", function (event) {
     if (event.key === "Escape") tell({ patchwork: "close" });
-  });
-  document.addEventListener("click", function (event) {
-    if (event.target.closest && event.target.closest("[data-close]")) tell({ patchwork: "close" });
   });
   document.body.addEventListener("htmx:afterSwap", function () {
     checkCompleted();
