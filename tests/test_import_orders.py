@@ -644,3 +644,21 @@ def test_an_interrupted_import_is_completed_by_running_it_again(app, tmp_path, m
     assert db.session.scalar(select(func.count(Order.id))) == 130
     assert customer_totals() == expected_totals()
     assert sum(n for n, _, _ in customer_totals().values()) == 130
+
+
+def test_an_imported_order_links_the_survey_response_that_named_it_before(app):
+    from tests.factories import add_survey
+    from webapp.models import SurveyResponse
+    from webapp.shop import get_shop
+    from webapp.surveys.responses import Identity, sign_identity, start_response
+
+    unsigned = Identity(order_ref="#1001")
+    signed = Identity(order_ref="#1001", signature=sign_identity(get_shop().embed_secret, unsigned))
+    start_response(db.session, add_survey(), get_shop(), identity=signed)
+    db.session.commit()
+
+    import_orders_file(str(SHOPIFY))
+
+    response = db.session.scalar(select(SurveyResponse))
+    order = db.session.scalar(select(Order).where(Order.external_id == "#1001"))
+    assert (response.order_id, response.customer_id) == (order.id, order.customer_id)

@@ -116,12 +116,11 @@ def _reject_constant(name: str) -> None:
 def write_orders(records: list[OrderRecord], source: str) -> ImportReport:
     """Upsert the orders, then link survey responses that were waiting for them."""
     # The writer retries once itself when a concurrent call inserted the same rows first.
+    from webapp.imports.service import link_survey_responses
     from webapp.imports.writer import upsert_orders
-    from webapp.surveys.responses import link_pending_responses
 
     report = upsert_orders(records, source=source)
-    if link_pending_responses(db.session, get_shop()):
-        db.session.commit()
+    link_survey_responses()
     return report
 
 

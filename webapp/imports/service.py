@@ -126,8 +126,19 @@ def run_import(
             if progress is not None:
                 progress(orders, orders, "Updating customer totals")
             writer.finish(batch_size)
+            link_survey_responses()
         info["imported"] = not dry_run
     return report, info
+
+
+def link_survey_responses() -> None:
+    """Survey responses that named an order not imported yet are linked now it is here."""
+    from webapp.extensions import db
+    from webapp.shop import get_shop
+    from webapp.surveys.responses import link_pending_responses
+
+    if link_pending_responses(db.session, get_shop()):
+        db.session.commit()
 
 
 def _task_result(report: ImportReport, info: dict) -> dict:
