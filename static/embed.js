@@ -45,7 +45,10 @@
       var seen = store.s[s.id];
       var path = decode(location.pathname).replace(/\/+$/, "") || "/";
       var full = location.protocol + "//" + location.host + path;
-      var matches = function (p) { return glob(p).test(p.charAt(0) === "/" ? path : full); };
+      var matches = function (p) {
+        var g = glob(p);
+        return p.charAt(0) === "/" ? g.test(path) : g.test(full) || g.test(full.replace(/\/$/, ""));
+      };
       if ((s.exclude || []).some(matches)) return false;
       if (s.include && s.include.length && !s.include.some(matches)) return false;
       if (s.device === "desktop" && device !== "desktop") return false;

@@ -259,7 +259,12 @@ def _glob(pattern: str) -> re.Pattern[str]:
 def _pattern_matches(pattern: str, path: str, full: str | None) -> bool:
     if pattern.startswith("/"):
         return _glob(pattern).fullmatch(path) is not None
-    return full is not None and _glob(pattern).fullmatch(full) is not None
+    if full is None:
+        return False
+    # The home page is "https://shop/", and the trimmed pattern "https://shop/" reads
+    # "https://shop": try the address without its last slash too.
+    glob = _glob(pattern)
+    return glob.fullmatch(full) is not None or glob.fullmatch(full.rstrip("/")) is not None
 
 
 def url_matches(triggers: TriggerSettings, url: str) -> bool:

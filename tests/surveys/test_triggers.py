@@ -100,6 +100,10 @@ def test_cooldown_days_validation():
         (("https://shop.example/*",), (), "https://other.example/products/x", False),
         (("https://*.shop.example/*",), (), "https://eu.shop.example/a", True),
         (("https://shop.example/*",), (), "/products/x", False),
+        (("https://shop.example/",), (), "https://shop.example/", True),  # the home page
+        (("https://shop.example/",), (), "https://shop.example", True),
+        (("https://shop.example/",), (), "https://shop.example/products/x", False),
+        (("https://shop.example/*",), (), "https://shop.example/", True),
         ((), ("/checkout*",), "/checkouts/123", False),
         ((), ("/checkout*",), "/products/x", True),
         (("/products/*",), ("/products/gift-card",), "/products/gift-card", False),
