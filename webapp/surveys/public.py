@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 
 from flask import current_app, request
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from surveys.answers import EMAIL_MAX
 from surveys.errors import text_problem
@@ -103,7 +104,9 @@ def response_for_token(token: str) -> SurveyResponse:
     if public_id is None:
         raise ShopperError(403, "invalid_token", "This survey link is not valid or has expired.")
     response = db.session.scalar(
-        select(SurveyResponse).where(SurveyResponse.public_id == public_id)
+        select(SurveyResponse)
+        .options(joinedload(SurveyResponse.survey))  # every caller needs its definition
+        .where(SurveyResponse.public_id == public_id)
     )
     if response is None:
         raise ShopperError(404, "unknown_response", "This survey response no longer exists.")

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -286,14 +286,17 @@ def record_answer(
     answer = validate_answer(question, raw)
 
     value = answer.to_value()
-    stored = _stored_answer(session, response, question_id)
-    if stored is None:
-        if question_id != response.next_question:
-            raise AnswerRejected("Answer the questions in order.", "out_of_order")
+    # The usual step answers the question the response waits for: insert straight away, and
+    # read the stored row only when it is there already (a retry, or the back button).
+    answer_id = None
+    if question_id == response.next_question:
         answer_id = _insert_answer(session, response, question_id, value, answer.number, now)
-        moved = answer_id is not None  # else a concurrent retry stored it first
-        if moved:
-            _write_choices_and_traits(session, response, definition, answer_id, answer, now)
+    stored = None if answer_id is not None else _stored_answer(session, response, question_id)
+    if answer_id is not None:
+        moved = True
+        _write_choices_and_traits(session, response, definition, answer_id, answer, now)
+    elif stored is None:
+        raise AnswerRejected("Answer the questions in order.", "out_of_order")
     elif stored.value != value:  # the shopper went back and changed it
         moved = True
         stored.value, stored.number, stored.answered_at = value, answer.number, now
@@ -333,10 +336,11 @@ def _insert_answer(
     ON CONFLICT DO NOTHING rather than a savepoint: one statement, and the loser of a race
     simply leaves the winner's row.
     """
-    dialect = session.get_bind().dialect.name
-    insert_into = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    return session.scalar(
-        insert_into(SurveyAnswer)
+    connection = session.connection()
+    insert_into = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    table = SurveyAnswer.__table__
+    return connection.scalar(
+        insert_into(table)
         .values(
             response_id=response.id,
             survey_id=response.survey_id,
@@ -346,7 +350,7 @@ def _insert_answer(
             answered_at=now,
         )
         .on_conflict_do_nothing(index_elements=["response_id", "question_id"])
-        .returning(SurveyAnswer.id)
+        .returning(table.c.id)
     )
 
 
@@ -358,10 +362,11 @@ def _write_choices_and_traits(
     answer: Answer,
     now: datetime,
 ) -> None:
-    """Two executemany INSERTs; the ORM's unit of work would cost more than the writes."""
+    """Two executemany INSERTs in Core: the ORM's bookkeeping would cost more than the writes."""
+    connection = session.connection()
     if answer.option_ids:
-        session.execute(
-            insert(AnswerChoice),
+        connection.execute(
+            AnswerChoice.__table__.insert(),
             [
                 {
                     "answer_id": answer_id,
@@ -374,8 +379,8 @@ def _write_choices_and_traits(
         )
     evidence = trait_evidence(definition, [answer])
     if evidence:
-        session.execute(
-            insert(DeclaredTrait),
+        connection.execute(
+            DeclaredTrait.__table__.insert(),
             [
                 {
                     "answer_id": answer_id,
