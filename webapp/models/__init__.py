@@ -11,6 +11,7 @@ from webapp.models.profiles import (
     RefreshRun,
     RfmSegmentMap,
 )
+from webapp.models.segments import Segment, SegmentMember, SegmentRunStat
 from webapp.models.shop import ShopSettings
 from webapp.models.surveys import (
     AnswerChoice,
@@ -38,6 +39,9 @@ __all__ = [
     "Product",
     "RefreshRun",
     "RfmSegmentMap",
+    "Segment",
+    "SegmentMember",
+    "SegmentRunStat",
     "ShopSettings",
     "Survey",
     "SurveyAnswer",

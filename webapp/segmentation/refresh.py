@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, func, select, text, update
 
 from webapp.extensions import db
 from webapp.models import RefreshRun, ShopSettings, Survey, Task
-from webapp.segmentation import profiles, rfm, traits
+from webapp.segmentation import profiles, rfm, segments, traits
 from webapp.segmentation.dialect import (
     Dialect,
     day_number,
@@ -161,7 +161,7 @@ def _compute_and_swap(engine: Engine, run: RefreshRun, shop: ShopSettings, progr
     started = time.perf_counter()
     with engine.connect() as conn:
         try:
-            ctx = _context(conn, run, shop, grid, exit_surveys)
+            ctx = _context(conn, run, shop, grid, exit_surveys, previous)
             counts, movement = _compute(conn, ctx, previous, progress)
             # The swap: one short UPDATE. Until it commits, readers see the previous run.
             swapped = conn.execute(
@@ -198,6 +198,7 @@ STEPS: tuple[tuple[str, Callable[[Connection, RunContext], None]], ...] = (
     ("declared traits", traits.stage_declared),
     ("traits", traits.stage_traits),
     ("saving", lambda conn, ctx: _copy_results(conn, ctx)),
+    ("segments", lambda conn, ctx: _stage_segments(conn, ctx)),
 )
 
 
@@ -206,11 +207,16 @@ def _compute(conn: Connection, ctx: RunContext, previous: int | None, progress) 
     for index, (name, step) in enumerate(STEPS):
         _report(ctx.run_id, index, len(STEPS), name, progress)
         step(conn, ctx)
-    return _counts(conn), _movement(conn, previous)
+    return {**_counts(conn), **ctx.notes}, _movement(conn, previous)
 
 
 def _context(
-    conn: Connection, run: RefreshRun, shop: ShopSettings, grid: dict, exit_surveys: list[int]
+    conn: Connection,
+    run: RefreshRun,
+    shop: ShopSettings,
+    grid: dict,
+    exit_surveys: list[int],
+    previous: int | None,
 ) -> RunContext:
     tz = ZoneInfo(shop.timezone)
     cutoff = local_midnight_utc(run.as_of + timedelta(days=1), tz)
@@ -233,6 +239,7 @@ def _context(
         threshold_pct=shop.trait_threshold_pct,
         rfm_grid=grid,
         exit_survey_ids=tuple(exit_surveys),
+        previous_run_id=previous,
     )
 
 
@@ -294,6 +301,22 @@ def _copy_results(conn: Connection, ctx: RunContext) -> None:
         conn.commit()
 
 
+def _stage_segments(conn: Connection, ctx: RunContext) -> None:
+    """Every segment's members as of the run, from the results just copied in under its id."""
+    skipped = segments.stage_members(
+        conn, ctx.run_id, ctx.as_of, ctx.dialect.tz, ctx.previous_run_id, CHUNK_CUSTOMERS
+    )
+    ctx.notes["segments"] = {
+        str(segment_id): members
+        for segment_id, members in conn.execute(
+            text("SELECT segment_id, members FROM segment_run_stats WHERE run_id = :r"),
+            {"r": ctx.run_id},
+        )
+    }
+    if skipped:
+        ctx.notes["segments_skipped"] = skipped
+
+
 def _counts(conn: Connection) -> dict:
     def grouped(sql: str) -> dict:
         return {str(k) if k is not None else "": n for k, n in conn.execute(text(sql))}
@@ -305,7 +328,8 @@ def _counts(conn: Connection) -> dict:
                       SUM(CASE WHEN is_seasonal THEN 1 ELSE 0 END),
                       SUM(CASE WHEN is_vip THEN 1 ELSE 0 END),
                       SUM(CASE WHEN is_cart_abandoner THEN 1 ELSE 0 END),
-                      SUM(CASE WHEN is_class_taker THEN 1 ELSE 0 END)
+                      SUM(CASE WHEN is_class_taker THEN 1 ELSE 0 END),
+                      COALESCE(SUM(monetary_cents), 0)
                FROM st_profiles"""
         )
     ).one()
@@ -323,7 +347,8 @@ def _counts(conn: Connection) -> dict:
     return {
         "customers": behaviours[0],
         "with_orders": behaviours[1] or 0,
-        "behaviours": {name: int(n or 0) for name, n in zip(names, behaviours[2:], strict=True)},
+        "revenue_cents": int(behaviours[7]),
+        "behaviours": {name: int(n or 0) for name, n in zip(names, behaviours[2:7], strict=True)},
         "rfm_segments": grouped(
             "SELECT rfm_segment, COUNT(*) FROM st_profiles WHERE r IS NOT NULL GROUP BY rfm_segment"
         ),
@@ -362,7 +387,12 @@ def _fail_interrupted_runs() -> None:
     db.session.commit()
 
 
-RESULT_TABLES = ("customer_profiles", "customer_category_stats", "customer_traits")
+RESULT_TABLES = (
+    "customer_profiles",
+    "customer_category_stats",
+    "customer_traits",
+    "segment_members",
+)
 
 
 def purge_old_results(engine: Engine) -> int:
@@ -376,6 +406,14 @@ def purge_old_results(engine: Engine) -> int:
             .limit(1)
         ).first()
         keep = {live[0], live[1]} - {None} if live else set()
+        # A failed run's figures never show; a done run's stay for the size chart.
+        conn.execute(
+            text(
+                "DELETE FROM segment_run_stats WHERE run_id IN "
+                "(SELECT id FROM refresh_runs WHERE status = 'failed')"
+            )
+        )
+        conn.commit()
         candidates = conn.execute(select(RefreshRun.id).where(RefreshRun.id.not_in(keep))).scalars()
         purged = 0
         for run_id in list(candidates):

@@ -7,7 +7,7 @@ answers keep being written while a run computes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, text
@@ -28,6 +28,8 @@ class RunContext:
     threshold_pct: int
     rfm_grid: dict  # (r, f) -> the owner's segment name (webapp.segmentation.rfm)
     exit_survey_ids: tuple[int, ...]  # surveys shown on exit intent
+    previous_run_id: int | None = None  # the run that is current until this one is swapped in
+    notes: dict = field(default_factory=dict)  # what steps report for the run's counts
 
     def since(self, days: int) -> object:
         """Bind value of the UTC instant where "within `days` days of the as-of day" begins:
