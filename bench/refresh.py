@@ -306,19 +306,57 @@ def time_baseline(engine_name: str, url: str) -> float:
     return elapsed
 
 
+# The builder's live count, timed on trees an owner builds: a template, and a nested mix.
+LIVE_TREES = {
+    "knitters": {"match": "all", "rules": [
+        {"field": "trait", "op": "in", "dimension": "craft", "value": ["knitting"]}]},
+    "lapsed big spenders": {"match": "all", "rules": [
+        {"field": "lifecycle", "op": "in", "value": ["lapsed", "churned"]},
+        {"field": "monetary", "op": "ge", "value": "200"},
+        {"match": "any", "rules": [
+            {"field": "category", "op": "has", "category": "yarn", "within_days": 365},
+            {"field": "trait", "op": "in", "dimension": "skill", "value": ["beginner"]},
+            {"field": "r", "op": "ge", "value": 4}]}]},
+}  # fmt: skip
+
+
 def time_refresh(url: str) -> tuple[float, dict]:
-    from webapp.models import ShopSettings
+    from sqlalchemy import func, select
+
+    from webapp.models import SegmentRunStat, ShopSettings
+    from webapp.segmentation import segments
     from webapp.segmentation.refresh import run_refresh
+    from webapp.segmentation.rules import validate
 
     app = create_app("default", {"DATABASE_URL": url})
     with app.app_context():
         shop = db.session.get(ShopSettings, 1)
         shop.timezone = TIMEZONE
         db.session.commit()
+        segments.install_templates(db.session)  # the "20 template segments"
         started = time.perf_counter()
         run = run_refresh(as_of=AS_OF, trigger="bench")
         elapsed = time.perf_counter() - started
-        steps = {"customers": run.counts["customers"], "with_orders": run.counts["with_orders"]}
+        segments_ms = db.session.scalar(
+            select(func.sum(SegmentRunStat.duration_ms)).where(SegmentRunStat.run_id == run.id)
+        )
+        scope = segments.live_scope(db.session)
+        live = {}
+        for name, tree in LIVE_TREES.items():
+            tree = validate(tree)
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                segments.live_count(db.session, tree, scope)
+                times.append(time.perf_counter() - t0)
+            live[name] = round(statistics.median(times), 3)
+        steps = {
+            "customers": run.counts["customers"],
+            "with_orders": run.counts["with_orders"],
+            "segments": len(run.counts.get("segments", {})),
+            "segments_s": round((segments_ms or 0) / 1000, 2),
+            "live_count_s": live,
+        }
         db.session.remove()
         db.engine.dispose()
     return elapsed, steps

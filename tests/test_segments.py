@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from datetime import UTC, date, datetime
 
@@ -12,6 +17,7 @@ from tests.factories import add_customer, add_order, add_survey
 from webapp.extensions import db
 from webapp.models import (
     AnswerChoice,
+    RefreshRun,
     Segment,
     SegmentMember,
     SegmentRunStat,
@@ -19,7 +25,7 @@ from webapp.models import (
     SurveyResponse,
 )
 from webapp.segmentation import segments
-from webapp.segmentation.refresh import run_refresh
+from webapp.segmentation.refresh import current_run_id, run_refresh
 from webapp.segmentation.rules import RulesError, describe, validate
 
 AS_OF = date(2025, 6, 30)
@@ -296,3 +302,71 @@ def test_deleting_a_segment_deletes_what_was_computed_for_it(app):
     segments.delete_segment(db.session, segment)
     assert db.session.scalar(select(func.count()).select_from(SegmentMember)) == 0
     assert db.session.scalar(select(func.count()).select_from(SegmentRunStat)) == 0
+
+
+# A refresh in its own process that stops, as if stuck, once the new run's memberships are
+# written and just before the swap: the test kills it there.
+PAUSING_REFRESH = """
+import sys, time
+from pathlib import Path
+from datetime import date
+from webapp import create_app
+from webapp.segmentation import refresh, segments
+
+real = segments.stage_members
+
+def stage_then_hang(conn, run_id, *args):
+    skipped = real(conn, run_id, *args)
+    Path(sys.argv[2]).write_text(str(run_id))
+    time.sleep(600)
+    return skipped
+
+segments.stage_members = stage_then_hang
+app = create_app("test", {"DATABASE_URL": sys.argv[1]})
+with app.app_context():
+    refresh.run_refresh(as_of=date(2025, 6, 30))
+"""
+
+
+def test_killing_a_refresh_mid_run_leaves_the_previous_segments_intact(app, tmp_path):
+    ada, bob, cy, _ = shop()
+    buyers = segments.create_segment(db.session, "Buyers", everyone(cond("frequency", "ge", 1)))
+    db.session.commit()
+    first = run_refresh(as_of=AS_OF)
+    add_order(cy, "#C1", 500, placed_at=at(6, 29))  # the next run would add Cy
+    marker = tmp_path / "staged"
+    process = subprocess.Popen(
+        [sys.executable, "-c", PAUSING_REFRESH, app.config["DATABASE_URL"], str(marker)],
+        cwd=os.getcwd(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert process.poll() is None, "the refresh process ended early"
+            assert time.monotonic() < deadline, "the refresh never got to the segments"
+            time.sleep(0.05)
+        killed_id = int(marker.read_text())
+        # Its memberships are written: Cy is in Buyers under the killed run...
+        assert db.session.get(SegmentMember, (killed_id, buyers.id, cy.id)) is not None
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+
+    db.session.expire_all()
+    # ...but readers still see the previous run, whose members are untouched.
+    assert current_run_id() == first.id
+    scope = segments.live_scope(db.session)
+    assert scope.run_id == first.id
+    assert [s.name for s in segments.customer_segments(db.session, cy.id, first.id)] == []
+    assert {c.first_name for c in segments.member_page(db.session, buyers.id, first.id, None)} == {
+        "Ada",
+        "Bob",
+    }
+    assert db.session.get(RefreshRun, killed_id).status == "running"
+
+    # The next run records the killed one as failed, drops its rows, and swaps in.
+    second = run_refresh(as_of=AS_OF)
+    assert db.session.get(RefreshRun, killed_id).status == "failed"
+    left = select(func.count()).where(SegmentMember.run_id == killed_id)
+    assert db.session.scalar(left) == 0
+    assert [s.name for s in segments.customer_segments(db.session, cy.id, second.id)] == ["Buyers"]
