@@ -160,6 +160,7 @@ def load_postgresql(url: str, n: int) -> None:
     import psycopg
 
     plain = url.replace("postgresql+psycopg://", "postgresql://")
+    DATA.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=DATA) as spool:
         files = {t: open(Path(spool) / t, "w") for t in COLUMNS}  # noqa: SIM115
         for table, row in generate(n):
