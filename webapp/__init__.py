@@ -50,13 +50,14 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
         customers,
         imports,
         models,  # noqa: F401  (register every table on the metadata)
+        runs,
         settings,
         tasks,
         web,
     )
     from webapp.surveys import builder, embed, respond, results
 
-    blueprints = (auth, web, customers, imports, catalog_views, settings, api)
+    blueprints = (auth, web, customers, imports, catalog_views, settings, api, runs)
     for module in (*blueprints, builder, results, embed, respond):
         app.register_blueprint(module.bp)
     csrf.exempt(api.bp)  # bearer tokens and HMAC signatures, not sessions, protect it

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Blueprint, Flask, render_template
 from flask_login import current_user
 from sqlalchemy import func, select
 
+from webapp import runs
 from webapp.extensions import db
-from webapp.models import Customer, Order, Task
+from webapp.models import Customer, Order, Survey, Task
+from webapp.segmentation import rfm
 from webapp.shop import get_shop, shop_timezone
+from webapp.surveys.stats import ResultsFilter, funnel
 
 bp = Blueprint("web", __name__)
 
@@ -27,7 +31,56 @@ def home():
         ),
     }
     recent_tasks = db.session.scalars(select(Task).order_by(Task.id.desc()).limit(5)).all()
-    return render_template("home.html", stats=stats, recent_tasks=recent_tasks)
+    return render_template("home.html", stats=stats, recent_tasks=recent_tasks, **dashboard())
+
+
+@dataclass(frozen=True)
+class SurveyRate:
+    survey: Survey
+    shown: int
+    completed: int
+
+    @property
+    def completion_percent(self) -> float:
+        return 100 * self.completed / self.shown if self.shown else 0.0
+
+
+def survey_rates() -> list[SurveyRate]:
+    """Shown, completed and the completion rate of every active survey, all time."""
+    surveys = db.session.scalars(
+        select(Survey)
+        .where(Survey.status == "active", Survey.published.is_not(None))
+        .order_by(Survey.id)
+    )
+    rates = []
+    for survey in surveys:
+        counted = funnel(db.session, survey.id, ResultsFilter())
+        rates.append(SurveyRate(survey, counted.shown, counted.completed))
+    return rates
+
+
+def dashboard() -> dict:
+    """The current refresh's RFM grid, lifecycle and behaviours; the last and next refresh;
+    survey response rates."""
+    run = runs.current_run()
+    latest = runs.latest_run()
+    counts = (run.counts or {}) if run else {}
+    today = datetime.now(shop_timezone()).date()
+    return {
+        "run": run,
+        # A run after the current one that failed or is under way, to say so.
+        "latest_run": latest if latest is not None and latest != run else None,
+        "grid": counts.get("rfm_grid") or [[0] * 5 for _ in range(5)],
+        "grid_names": rfm.grid_names(rfm.segment_map(db.session)),
+        "lifecycle": runs.ordered_counts(counts.get("lifecycle") or {}, runs.LIFECYCLE_ORDER),
+        "behaviours": [
+            (label, (counts.get("behaviours") or {}).get(key, 0))
+            for key, label in runs.BEHAVIOURS.items()
+        ],
+        "active_task": runs.active_refresh_task(),
+        "next_refresh": runs.next_scheduled_refresh(today),
+        "survey_rates": survey_rates(),
+    }
 
 
 def format_money(cents: int | None, currency: str | None = None) -> str:
