@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 from zoneinfo import available_timezones
 
@@ -18,12 +20,17 @@ from flask import (
     make_response,
     redirect,
     render_template,
+    request,
     url_for,
 )
 from flask_wtf import FlaskForm
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from werkzeug.datastructures import MultiDict
 from wtforms import (
     BooleanField,
+    FieldList,
+    Form,
+    FormField,
     IntegerField,
     PasswordField,
     SelectField,
@@ -35,7 +42,8 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange
 
 from surveys.triggers import validate_cooldown_days
 from webapp.extensions import db, htmx
-from webapp.models import ApiToken, ShopSettings
+from webapp.models import ApiToken, RfmSegmentMap, ShopSettings
+from webapp.segmentation import rfm
 from webapp.shop import get_shop
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -133,6 +141,7 @@ class ShopForm(FlaskForm):
             NumberRange(0, 365, "Between 0 and 365 days."),
         ],
     )
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.timezone.choices = timezone_choices()
@@ -153,7 +162,6 @@ class ShopForm(FlaskForm):
 
     validate_quiet_hours_start = _validate_time
     validate_quiet_hours_end = _validate_time
-
 
 
 SHOP_FIELDS = (
@@ -222,6 +230,209 @@ class TokenForm(FlaskForm):
     )
 
 
+# --- customer profiles: trait weights and the RFM map ------------------------------------
+
+
+def _percent_field(label: str) -> IntegerField:
+    return IntegerField(
+        label,
+        validators=[
+            InputRequired("Enter a percentage."),
+            NumberRange(0, 100, "Between 0 and 100."),
+        ],
+    )
+
+
+class TraitWeightsForm(FlaskForm):
+    """How declared (survey) and observed (orders) evidence combine into a trait."""
+
+    trait_declared_weight_pct = _percent_field("Declared weight (%)")
+    trait_observed_weight_pct = _percent_field("Observed weight (%)")
+    trait_threshold_pct = _percent_field("Threshold (%)")
+
+    def validate_trait_observed_weight_pct(self, field):
+        declared = self.trait_declared_weight_pct.data
+        if not all(isinstance(v, int) and 0 <= v <= 100 for v in (declared, field.data)):
+            return  # each field says what is wrong with it
+        if declared + field.data != 100:
+            raise ValidationError(
+                f"The declared and observed weights must add up to 100 "
+                f"(now {declared} + {field.data} = {declared + field.data})."
+            )
+
+
+TRAIT_FIELDS = ("trait_declared_weight_pct", "trait_observed_weight_pct", "trait_threshold_pct")
+
+MAX_RFM_ROWS = 25  # one per cell: a 26th row could never name a cell
+RFM_ROW_FIELDS = ("name", "r_min", "r_max", "f_min", "f_max")
+_RFM_KEY = re.compile(r"rows-(\d{1,4})-(\w+)")
+
+
+def _score_field(label: str) -> IntegerField:
+    return IntegerField(
+        label,
+        validators=[
+            InputRequired("A score from 1 to 5."),
+            NumberRange(1, 5, "A score from 1 to 5."),
+        ],
+    )
+
+
+def _not_below(low, high) -> None:
+    if isinstance(low.data, int) and isinstance(high.data, int) and high.data < low.data:
+        raise ValidationError(f"At least {low.data}: the range runs from min to max.")
+
+
+class RfmRowForm(Form):
+    """One row of the RFM map: customers whose R and F scores fall in both ranges."""
+
+    name = StringField(
+        "Segment name",
+        filters=[strip],
+        validators=[
+            DataRequired("Name the segment."),
+            Length(max=60, message="At most 60 characters."),
+        ],
+    )
+    r_min = _score_field("R min")
+    r_max = _score_field("R max")
+    f_min = _score_field("F min")
+    f_max = _score_field("F max")
+
+    def validate_r_max(self, field):
+        _not_below(self.r_min, field)
+
+    def validate_f_max(self, field):
+        _not_below(self.f_min, field)
+
+
+class RfmMapForm(FlaskForm):
+    rows = FieldList(FormField(RfmRowForm))
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        if not self.rows.entries:
+            self.form_errors.append(
+                "Keep at least one row: without one no customer gets a segment."
+            )
+            return False
+        if len(self.rows.entries) > MAX_RFM_ROWS:
+            self.form_errors.append(
+                f"At most {MAX_RFM_ROWS} rows: the grid has only {MAX_RFM_ROWS} cells."
+            )
+            return False
+        return valid
+
+
+def map_rows(rows: list[RfmSegmentMap]) -> list[dict]:
+    return [{field: getattr(row, field) for field in RFM_ROW_FIELDS} for row in rows]
+
+
+def default_map_rows() -> list[dict]:
+    return [
+        {"name": name, "r_min": r[0], "r_max": r[1], "f_min": f[0], "f_max": f[1]}
+        for name, r, f in rfm.DEFAULT_MAP
+    ]
+
+
+def submitted_map_rows(formdata) -> list[dict]:
+    """The table's rows as typed (strings), in their order, for add/remove/move."""
+    indices = sorted({int(m[1]) for key in formdata if (m := _RFM_KEY.fullmatch(key))})
+    return [
+        {field: formdata.get(f"rows-{i}-{field}", "") for field in RFM_ROW_FIELDS}
+        for i in indices[: MAX_RFM_ROWS + 1]
+    ]
+
+
+def edit_map_rows(rows: list[dict], action: str) -> list[dict] | None:
+    """`add`, `reset`, `remove-<i>`, `up-<i>` or `down-<i>` applied to the rows; None for
+    anything else."""
+    rows = list(rows)
+    if action == "add":
+        if len(rows) >= MAX_RFM_ROWS:
+            return rows
+        return rows + [{"name": "", "r_min": 1, "r_max": 5, "f_min": 1, "f_max": 5}]
+    if action == "reset":
+        return default_map_rows()
+    verb, _, index = action.partition("-")
+    if not index.isdigit() or not 0 <= int(index) < len(rows):
+        return None
+    i = int(index)
+    if verb == "remove":
+        del rows[i]
+    elif verb == "up" and i > 0:
+        rows[i - 1], rows[i] = rows[i], rows[i - 1]
+    elif verb == "down" and i < len(rows) - 1:
+        rows[i + 1], rows[i] = rows[i], rows[i + 1]
+    elif verb not in ("up", "down"):
+        return None
+    return rows
+
+
+def map_formdata(rows: list[dict]) -> MultiDict:
+    return MultiDict(
+        {
+            f"rows-{i}-{field}": str(row[field])
+            for i, row in enumerate(rows)
+            for field in RFM_ROW_FIELDS
+        }
+    )
+
+
+def _score(value) -> int | None:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 1 <= number <= 5 else None
+
+
+@dataclass
+class MapPreview:
+    """What a map (as typed) does to the 25 cells."""
+
+    names: dict[tuple[int, int], str]
+    uncovered: list[tuple[int, int]]
+    unused: list[str]  # rows that name no cell: rows above them cover all of theirs
+
+
+def preview_map(rows: list[dict]) -> MapPreview:
+    """The first row covering a cell names it; rows with a bad range are left out."""
+    usable = []
+    for row in rows:
+        scores = [_score(row.get(field)) for field in RFM_ROW_FIELDS[1:]]
+        r_min, r_max, f_min, f_max = scores
+        if None in scores or r_min > r_max or f_min > f_max:
+            continue
+        usable.append(
+            SimpleNamespace(
+                name=row.get("name") or "(unnamed)",
+                r_min=r_min,
+                r_max=r_max,
+                f_min=f_min,
+                f_max=f_max,
+            )
+        )
+    names = rfm.grid_names(usable)
+    unused = []
+    for index, row in enumerate(usable):
+        if not rfm.grid_names(usable[: index + 1]).keys() - rfm.grid_names(usable[:index]).keys():
+            unused.append(row.name)
+    return MapPreview(names, rfm.uncovered_cells(usable), unused)
+
+
+def save_rfm_map(rows: list[dict]) -> None:
+    """Replace the map with `rows`, in their order, in one transaction."""
+    db.session.execute(delete(RfmSegmentMap))
+    for position, row in enumerate(rows):
+        db.session.add(RfmSegmentMap(position=position, **{f: row[f] for f in RFM_ROW_FIELDS}))
+    db.session.commit()
+
+
+def rfm_form_of_map() -> RfmMapForm:
+    return RfmMapForm(formdata=None, data={"rows": map_rows(rfm.segment_map(db.session))})
+
+
 # --- services ----------------------------------------------------------------------------
 
 
@@ -261,6 +472,8 @@ def render_page(
     forms.setdefault("survey_form", SurveySettingsForm(formdata=None, obj=shop))
     forms.setdefault("secret_form", WebhookSecretForm())
     forms.setdefault("token_form", TokenForm(formdata=None))
+    forms.setdefault("traits_form", TraitWeightsForm(formdata=None, obj=shop))
+    forms.setdefault("rfm_form", rfm_form_of_map())
     response = make_response(
         render_template(
             "settings/index.html",
@@ -272,6 +485,8 @@ def render_page(
             embed_script_url=public_url("embed.loader"),
             api_url=public_url("api.orders"),
             last4=last4,
+            rfm_preview=preview_map(forms["rfm_form"].rows.data),
+            max_rows=MAX_RFM_ROWS,
             **forms,
         )
     )
@@ -370,3 +585,49 @@ def revoke_token(token_id: int):
         return render_template("settings/_token_row.html", token=token)
     flash(f"Token “{token.name}” revoked: calls with it are refused from now on.", "success")
     return redirect(url_for("settings.index", _anchor="api-tokens"))
+
+
+@bp.route("/traits", methods=["POST"])
+def traits():
+    shop = get_shop()
+    traits_form = TraitWeightsForm()
+    if not traits_form.validate_on_submit():
+        return render_page(shop, traits_form=traits_form)
+    for name in TRAIT_FIELDS:
+        setattr(shop, name, getattr(traits_form, name).data)
+    db.session.commit()
+    flash("Trait weights saved. They take effect at the next refresh.", "success")
+    return redirect(url_for("settings.index", _anchor="traits"))
+
+
+def render_rfm_map(rfm_form: RfmMapForm, unsaved: bool = False, saved: bool = False):
+    """The RFM map editor alone for htmx, else the whole page."""
+    if htmx:
+        return render_template(
+            "settings/_rfm_map.html",
+            rfm_form=rfm_form,
+            rfm_preview=preview_map(rfm_form.rows.data),
+            max_rows=MAX_RFM_ROWS,
+            unsaved=unsaved,
+            saved=saved,
+        )
+    return render_page(get_shop(), rfm_form=rfm_form, unsaved=unsaved)
+
+
+@bp.route("/rfm-map", methods=["POST"])
+def rfm_map():
+    """Save the table, or add, remove or move a row of it (unsaved until Save)."""
+    action = request.form.get("action", "save")
+    if action == "save":
+        rfm_form = RfmMapForm()
+        if not rfm_form.validate_on_submit():
+            return render_rfm_map(rfm_form, unsaved=True)
+        save_rfm_map(rfm_form.rows.data)
+        if htmx:
+            return render_rfm_map(rfm_form_of_map(), saved=True)
+        flash("RFM map saved. It takes effect at the next refresh.", "success")
+        return redirect(url_for("settings.index", _anchor="rfm-map"))
+    rows = edit_map_rows(submitted_map_rows(request.form), action)
+    if rows is None:
+        abort(400, f"Unknown change to the RFM map: {action[:40]!r}.")
+    return render_rfm_map(RfmMapForm(formdata=map_formdata(rows)), unsaved=True)
