@@ -8,6 +8,7 @@ OFFSET), and search probes the email_norm and name indexes by prefix.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import product
@@ -15,14 +16,27 @@ from itertools import product
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_htmx.responses import HTMXResponseClientRedirect
 from flask_wtf import FlaskForm
-from sqlalchemy import ColumnElement, and_, false, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, bindparam, false, func, or_, select, text
 from sqlalchemy.orm import selectinload
 from wtforms import StringField
 from wtforms.validators import ValidationError
 
 from webapp.extensions import db, htmx
-from webapp.models import Customer, Order
+from webapp.models import (
+    Customer,
+    CustomerCategoryStat,
+    CustomerProfile,
+    CustomerTrait,
+    Order,
+    RefreshRun,
+)
+from webapp.models._types import UTCDateTime
 from webapp.privacy import erase_customer, export_customer
+from webapp.segmentation import why
+from webapp.segmentation.dialect import local_midnight_utc
+from webapp.segmentation.profiles import CLASSES_CATEGORY, COUNTED
+from webapp.segmentation.refresh import current_run_id
+from webapp.shop import shop_timezone
 from webapp.surveys.stats import customer_responses
 
 bp = Blueprint("customers", __name__, url_prefix="/customers")
@@ -364,6 +378,78 @@ def recent_orders(customer: Customer, limit: int = RECENT_ORDERS) -> list[Order]
     )
 
 
+# --- the profile and its why ------------------------------------------------------------
+
+
+@dataclass
+class ProfileWhy:
+    """The customer as the current refresh run sees them, with reasons in words."""
+
+    run: RefreshRun
+    profile: CustomerProfile | None  # None: the customer arrived after the run
+    rfm: str = ""
+    lifecycle: str = ""
+    behaviours: list[why.Reason] | None = None
+    traits: list[why.TraitWhy] | None = None
+
+
+def seasonal_share(customer_id: int, quarter: int, run: RefreshRun) -> float | None:
+    """The share of the customer's counted orders (up to the run's as-of day) placed in
+    calendar quarter `quarter` of the shop's time zone, as the refresh counts them."""
+    tz = shop_timezone()
+    cutoff = local_midnight_utc(run.as_of + timedelta(days=1), tz)
+    placed = db.session.scalars(
+        text(f"SELECT o.placed_at FROM orders o WHERE o.customer_id = :customer AND {COUNTED}")
+        .bindparams(bindparam("cutoff", type_=UTCDateTime()))
+        .columns(placed_at=UTCDateTime()),
+        {"customer": customer_id, "cutoff": cutoff},
+    ).all()
+    if not placed:
+        return None
+    quarters = Counter((at.astimezone(tz).month - 1) // 3 + 1 for at in placed)
+    return quarters[quarter] / len(placed)
+
+
+def profile_why(customer: Customer) -> ProfileWhy | None:
+    """None before the first refresh."""
+    run_id = current_run_id()
+    if run_id is None:
+        return None
+    run = db.session.get(RefreshRun, run_id)
+    profile = db.session.get(CustomerProfile, (run_id, customer.id))
+    if profile is None:
+        return ProfileWhy(run, None)
+    tz = shop_timezone()
+    share = None
+    if profile.is_seasonal and profile.seasonal_quarter:
+        share = seasonal_share(customer.id, profile.seasonal_quarter, run)
+    classes = (
+        db.session.get(CustomerCategoryStat, (run_id, customer.id, CLASSES_CATEGORY))
+        if profile.is_class_taker
+        else None
+    )
+    traits = db.session.scalars(
+        select(CustomerTrait).where(
+            CustomerTrait.run_id == run_id, CustomerTrait.customer_id == customer.id
+        )
+    )
+    dimensions = [*why.CORE_DIMENSIONS, *sorted((run.counts or {}).get("traits") or {})]
+    return ProfileWhy(
+        run,
+        profile,
+        rfm=why.rfm_reason(profile),
+        lifecycle=why.lifecycle_reason(profile, run.as_of, tz),
+        behaviours=why.behaviour_reasons(
+            profile,
+            tz,
+            seasonal_share=share,
+            class_orders=classes.orders if classes else None,
+            class_last_on=classes.last_purchase_on if classes else None,
+        ),
+        traits=why.traits_why(traits, tz, dimensions),
+    )
+
+
 ERASE_WORD = "ERASE"
 
 
@@ -428,6 +514,7 @@ def _render_customer(customer: Customer, form: EraseForm) -> str:
         orders=recent_orders(customer),
         totals=customer_totals(customer),
         survey_responses=customer_responses(db.session, customer.id),
+        why=profile_why(customer),
         recent_limit=RECENT_ORDERS,
         form=form,
     )
