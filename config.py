@@ -31,6 +31,19 @@ class Config:
     IMPORT_BATCH_SIZE: int = 5000  # orders per write transaction (well under a second)
     TASK_POLL_SECONDS: float = 2.0
     RUN_TASKS_IN_PROCESS: bool = False  # the demo and `flask run` start a runner thread
+    # The scheduler process (`patchwork scheduler`, webapp.scheduler). It re-reads the
+    # schedules and runs what is due but not done (a period missed while it was stopped, a
+    # run whose scheduler died) every SCHEDULER_POLL_SECONDS, reports itself every
+    # SCHEDULER_HEARTBEAT_SECONDS, and holds a run's lease for SCHEDULER_LEASE_SECONDS at a
+    # time (a killed scheduler's run is taken over that long after its last renewal). A
+    # failed run is retried SCHEDULER_RETRY_SECONDS later, up to SCHEDULER_MAX_ATTEMPTS tries.
+    SCHEDULER_POLL_SECONDS: float = 30.0
+    SCHEDULER_HEARTBEAT_SECONDS: float = 15.0
+    SCHEDULER_LEASE_SECONDS: float = 60.0
+    SCHEDULER_DISPATCH_SECONDS: float = 60.0  # how often due campaigns are looked for
+    SCHEDULER_RETRY_SECONDS: float = 600.0
+    SCHEDULER_MAX_ATTEMPTS: int = 3
+    RUN_SCHEDULER_IN_PROCESS: bool = False  # the demo runs the scheduler in its own process
     LOGIN_MAX_FAILURES: int = 5
     LOGIN_WINDOW_SECONDS: int = 15 * 60
     SESSION_COOKIE_HTTPONLY: bool = True
@@ -61,6 +74,11 @@ class TestConfig(Config):
     DATABASE_URL = "sqlite://"
     IMPORT_BATCH_SIZE = 50
     TASK_POLL_SECONDS = 0.2
+    SCHEDULER_POLL_SECONDS = 0.5
+    SCHEDULER_HEARTBEAT_SECONDS = 0.5
+    SCHEDULER_LEASE_SECONDS = 3.0
+    SCHEDULER_DISPATCH_SECONDS = 1.0
+    SCHEDULER_RETRY_SECONDS = 1.0
     RATELIMIT_ENABLED = False  # the rate-limit tests turn it on
 
 

@@ -55,10 +55,11 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
         tasks,
         web,
     )
+    from webapp.scheduler import views as schedule
     from webapp.surveys import builder, embed, respond, results
 
     blueprints = (auth, web, customers, imports, catalog_views, settings, api, runs)
-    for module in (*blueprints, builder, results, embed, respond):
+    for module in (*blueprints, builder, results, embed, respond, schedule):
         app.register_blueprint(module.bp)
     csrf.exempt(api.bp)  # bearer tokens and HMAC signatures, not sessions, protect it
     # A cross-site iframe gets no session cookie: the signed response token and the
@@ -73,7 +74,11 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     app.before_request(auth.require_login)
     web.register_template_helpers(app)
 
-    if app.config["RUN_TASKS_IN_PROCESS"]:
+    if app.config["RUN_SCHEDULER_IN_PROCESS"]:  # the demo; never with several web workers
+        from webapp.scheduler.process import start_in_process
+
+        start_in_process(app)
+    elif app.config["RUN_TASKS_IN_PROCESS"]:
         tasks.start_runner_thread(app)
     return app
 

@@ -90,6 +90,7 @@ def register_commands(app: Flask) -> None:
     from webapp.demo import demo_command
     from webapp.imports.cli import import_orders_command
     from webapp.imports.products import import_products_command
+    from webapp.scheduler.cli import jobs_group, scheduler_command
     from webapp.segmentation.cli import export_profiles_command, refresh_command
 
     for command in (
@@ -101,6 +102,8 @@ def register_commands(app: Flask) -> None:
         demo_command,
         refresh_command,
         export_profiles_command,
+        scheduler_command,
+        jobs_group,
     ):
         app.cli.add_command(command)
 
@@ -140,7 +143,11 @@ def create_owner_command(email: str, password: str) -> None:
 @click.command("worker")
 @needs_database
 def worker_command() -> None:
-    """Run queued background work (imports started in the browser) until stopped."""
+    """Run only the queue of work started in the browser, until stopped.
+
+    `patchwork scheduler` polls the same queue (and runs every timed job); this command is
+    for a second machine that only works the queue.
+    """
     from webapp import tasks
 
     click.echo("Task runner started; Ctrl-C stops it.")

@@ -1,7 +1,7 @@
 """The database-backed queue of long work started from the browser, and its runner.
 
 A view enqueues a Task and answers at once; a runner (a thread in the demo and the
-development server, `patchwork worker` or the scheduler process in production) claims it
+development server, the scheduler process in production, or `patchwork worker`) claims it
 with a lease, runs its handler and records progress that the page polls. A runner that dies
 leaves a lease that expires; the next runner takes the task over.
 """
@@ -114,9 +114,16 @@ def run_task(task: Task, owner: str) -> None:
     func = HANDLERS.get(task.kind)
     task_id = task.id
     try:
-        if func is None:
+        progress = Progress(task, owner)
+        if (task.params or {}).get("job_key"):
+            # A scheduler job's "run now": the job's body, under its lock and its run's key.
+            from webapp.scheduler.runner import run_task_as_job
+
+            result = run_task_as_job(task, progress)
+        elif func is None:
             raise LookupError(f"no handler for task kind {task.kind!r}")
-        result = func(task, Progress(task, owner))
+        else:
+            result = func(task, progress)
         status, error = "done", None
     except Exception as exc:  # a failed task is recorded, never kills the runner
         db.session.rollback()
@@ -137,12 +144,12 @@ def run_task(task: Task, owner: str) -> None:
     db.session.commit()
 
 
-def run_pending(owner: str | None = None) -> int:
-    """Run queued tasks until none is left; returns how many ran."""
+def run_pending(owner: str | None = None, stop: threading.Event | None = None) -> int:
+    """Run queued tasks until none is left (or ``stop`` is set); returns how many ran."""
     load_handlers()
     owner = owner or runner_name()
     ran = 0
-    while (task := claim_next(owner)) is not None:
+    while not (stop and stop.is_set()) and (task := claim_next(owner)) is not None:
         run_task(task, owner)
         ran += 1
     return ran
@@ -176,4 +183,5 @@ def load_handlers() -> None:
     import webapp.imports.products  # noqa: F401
     import webapp.imports.service  # noqa: F401
     import webapp.imports.uploads  # noqa: F401
+    import webapp.scheduler.jobs  # noqa: F401
     import webapp.segmentation.refresh  # noqa: F401

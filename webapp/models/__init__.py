@@ -3,6 +3,7 @@
 from webapp.models.accounts import ApiToken, LoginFailure, User
 from webapp.models.catalog import Category, CategoryRule, Product
 from webapp.models.customers import Customer, ErasedEmail
+from webapp.models.jobs import JobRun, JobSetting, SchedulerHeartbeat
 from webapp.models.orders import Order, OrderLine
 from webapp.models.profiles import (
     CustomerCategoryStat,
@@ -33,12 +34,15 @@ __all__ = [
     "CustomerProfile",
     "CustomerTrait",
     "ErasedEmail",
+    "JobRun",
+    "JobSetting",
     "LoginFailure",
     "Order",
     "OrderLine",
     "Product",
     "RefreshRun",
     "RfmSegmentMap",
+    "SchedulerHeartbeat",
     "Segment",
     "SegmentMember",
     "SegmentRunStat",
