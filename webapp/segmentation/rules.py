@@ -142,10 +142,16 @@ def _condition(node: object, path: str) -> dict:
 
 
 def _number(value: object, money: bool) -> int:
-    """A whole number, or for money a decimal amount in cents ("12.50" -> 1250)."""
+    """A whole number, or for money a decimal amount in cents ("12.50" -> 1250).
+
+    An int given for money is already cents, as a cleaned (stored) tree holds it, so that
+    validating a stored tree again changes nothing; amounts the owner types arrive as text.
+    """
     if isinstance(value, bool):
         raise RulesError("a number is needed.")
-    if money:
+    if money and isinstance(value, int):
+        cents = value
+    elif money:
         try:
             amount = Decimal(str(value).strip().replace(",", ""))
         except InvalidOperation:
