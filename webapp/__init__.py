@@ -51,6 +51,7 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
         imports,
         models,  # noqa: F401  (register every table on the metadata)
         runs,
+        segment_views,
         settings,
         tasks,
         web,
@@ -59,7 +60,7 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     from webapp.surveys import builder, embed, respond, results
 
     blueprints = (auth, web, customers, imports, catalog_views, settings, api, runs)
-    for module in (*blueprints, builder, results, embed, respond, schedule):
+    for module in (*blueprints, segment_views, builder, results, embed, respond, schedule):
         app.register_blueprint(module.bp)
     csrf.exempt(api.bp)  # bearer tokens and HMAC signatures, not sessions, protect it
     # A cross-site iframe gets no session cookie: the signed response token and the
