@@ -4,16 +4,20 @@ as the owner types, the saved segment's page after a refresh, and a customer's "
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from tests.test_segments import AS_OF, shop
+from tests.factories import add_survey
+from tests.test_segments import AS_OF, cond, everyone, shop
 from webapp.extensions import db
 from webapp.models import Segment
+from webapp.segmentation import segments
 from webapp.segmentation.refresh import run_refresh
 
 pytestmark = pytest.mark.browser
+AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 
 
 @pytest.fixture
@@ -94,3 +98,44 @@ def test_build_a_segment_watch_the_count_save_and_read_why(owner_page, live_serv
     expect(why.nth(2)).to_contain_text("Any of these (met)")
     expect(why.nth(3)).to_contain_text("Country is france (met)")
     expect(why.nth(4)).to_contain_text("Number of orders at least 3 orders (not met)")
+
+
+def serious_problems(page) -> list[str]:
+    page.evaluate(AXE.read_text())
+    # Our part of the page: <main>, or the whole of a fragment opened on its own.
+    result = page.evaluate("() => axe.run(document.querySelector('main') || document.body)")
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_segment_pages_have_no_serious_accessibility_problems(owner_page, live_server, expect):
+    ada, *_ = shop()
+    survey = add_survey()
+    segment = segments.create_segment(
+        db.session,
+        "Every widget",
+        everyone(
+            cond("monetary", "between", ["10", "90"]),
+            cond("lifecycle", "in", ["active"]),
+            cond("trait", "in", ["knitting"], dimension="craft"),
+            cond("answer", "answered", ["knitting"], survey_id=survey.id, question_id="craft"),
+            cond("category", "has", None, category="yarn", within_days=90),
+            cond("country", "in", ["france"]),
+            everyone(cond("behaviour", "is", "vip"), cond("consent", "is"), match="any"),
+        ),
+    )
+    db.session.commit()
+    run_refresh(as_of=AS_OF)
+    pages = {
+        "/segments/": "#templates",
+        f"/segments/{segment.id}/edit": "#live-members",
+        f"/segments/{segment.id}": "#figure-members",
+        f"/segments/for-customer/{ada.id}": "#customer-segments",
+    }
+    for url, ready in pages.items():
+        owner_page.goto(live_server.url + url)
+        expect(owner_page.locator(ready)).to_be_visible()
+        assert serious_problems(owner_page) == [], url

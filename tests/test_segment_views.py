@@ -323,11 +323,14 @@ def test_the_size_chart_scales_bars_to_the_largest():
     runs = [SimpleNamespace(id=i) for i in range(3)]
     chart = segment_views.size_chart(list(zip(runs, [50, 100, 0], strict=True)), 300, 100)
     assert chart.top == 100
-    assert [(b.x, b.height, b.y) for b in chart.bars] == [
-        (10.0, 50.0, 50.0),
-        (110.0, 100.0, 0.0),
-        (210.0, 0.0, 100.0),
+    # Six slots at least: three refreshes take the left half, bars 80% of their slot.
+    assert [(b.x, b.width, b.height, b.y) for b in chart.bars] == [
+        (5.0, 40.0, 50.0, 50.0),
+        (55.0, 40.0, 100.0, 0.0),
+        (105.0, 40.0, 0.0, 100.0),
     ]
+    wide = segment_views.size_chart([(runs[0], 1)] * 10, 300, 100)
+    assert [b.x for b in wide.bars][:2] == [3.0, 33.0] and wide.bars[-1].width == 24.0
     assert segment_views.size_chart([]).bars == []
 
 
@@ -811,6 +814,8 @@ def test_the_customer_partial_lists_their_segments_first_with_why(owner_client, 
     assert "Not in B: knitters" in second
     ada = owner_client.get(f"/segments/for-customer/{refreshed.ada.id}").get_data(as_text=True)
     assert "In 2 of 2 segments" in text(ada)
+    erased = text(owner_client.get(f"/segments/for-customer/{refreshed.di.id}").get_data(True))
+    assert "An erased customer is in no segment." in erased and "B: knitters" not in erased
     newcomer = add_customer("Eve", email="eve@example.com")
     late = owner_client.get(f"/segments/for-customer/{newcomer.id}").get_data(as_text=True)
     assert "was not part of the last refresh" in text(late)

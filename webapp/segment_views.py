@@ -117,10 +117,13 @@ class SizeChart:
     bars: list[Bar]
 
 
+CHART_MIN_SLOTS = 6  # so that the first few refreshes do not draw one wall-wide bar
+
+
 def size_chart(history: list[tuple[RefreshRun, int]], width=600, height=160) -> SizeChart:
     """Bars of a segment's members at each refresh, oldest first, scaled to the largest."""
     top = max((members for _, members in history), default=0)
-    slot = width / max(len(history), 1)
+    slot = width / max(len(history), CHART_MIN_SLOTS)
     bars = []
     for i, (run, members) in enumerate(history):
         tall = height * members / top if top else 0
@@ -249,7 +252,7 @@ def _save(form: SegmentForm, draft: dict, segment: Segment | None):
             db.session.rollback()
             form.name.errors = [f"There is already a segment called {form.name.data!r}."]
         else:
-            flash(f"Saved {segment.name}.")
+            flash(f"Saved {segment.name}. Its members are recomputed at the next refresh.")
             return redirect(url_for("segments.show", segment_id=segment.id), 303)
     context = builder_context(form, draft, segment if segment and segment.id else None, errors)
     return render_template("segments/builder.html", **context), 422
@@ -419,7 +422,7 @@ def for_customer(customer_id: int):
         abort(404, "There is no such customer.")
     scope, run = current()
     rows: list[CustomerSegment] = []
-    if scope is not None:
+    if scope is not None and customer.erased_at is None:
         names = BuilderChoices(db.session, run).survey_names
         theirs = set(
             db.session.scalars(
