@@ -56,6 +56,7 @@ def test_the_dashboard_shows_the_grid_with_the_runs_counts(owner_page, live_serv
     prospects = owner_page.locator("table.lifecycle tr", has_text="prospect").locator("td")
     expect(prospects).to_have_text("1")
     assert serious_problems(owner_page, "#rfm") == []  # contrast of every shade included
+    expect(owner_page.locator("#segment-summary")).to_contain_text("No segments yet")
 
 
 def test_refresh_now_shows_progress_and_ends_with_the_finished_run(
@@ -107,6 +108,8 @@ def test_the_customer_page_says_why_each_trait(owner_page, live_server, expect):
     expect(owner_page.locator("ul.behaviours-why")).to_contain_text(
         "VIP: among the customers who make the top 20% of revenue"
     )
+    # The segments' fragment is loaded in below the profile.
+    expect(owner_page.locator("#customer-segments")).to_contain_text("No segments yet")
 
 
 def test_the_rfm_map_editor_moves_a_row_then_saves(owner_page, live_server, expect):

@@ -159,3 +159,9 @@ def test_survey_response_rates_for_each_active_survey(owner_client):
 
 def test_no_active_survey_says_so(owner_client):
     assert "No survey is active" in text_of(owner_client.get("/").get_data(as_text=True))
+
+
+def test_the_segments_fragment_is_loaded_into_the_dashboard(owner_client):
+    html = owner_client.get("/").get_data(as_text=True)
+    assert 'hx-get="/segments/summary" hx-trigger="load"' in html
+    assert owner_client.get("/segments/summary").status_code == 200
