@@ -272,18 +272,22 @@ def test_a_stored_tree_that_no_longer_validates_still_opens():
     stored = {
         "match": "all",
         "rules": [
-            {"field": "gone", "op": "eq", "value": 1},
+            {"field": "gone", "op": "eq", "value": 1},  # values kept as text
             {"match": "any", "rules": [cond("aov", "ge", 1250), "junk"]},
         ],
     }
     assert draft_from_stored(stored) == {
         "match": "all",
         "rules": [
-            {"field": "gone", "op": "eq"},
+            {"field": "gone", "op": "eq", "value": "1"},
             {"match": "any", "rules": [cond("aov", "ge", "12.50")]},
         ],
     }
     assert draft_from_stored(["not", "a", "tree"]) == {"match": "all", "rules": []}
+    refused = {"field": "aov", "op": "between", "value": [5000, 100], "junk": {"x": 1}}
+    assert draft_from_stored(everyone(refused))["rules"] == [
+        {"field": "aov", "op": "between", "value": ["50.00", "1.00"]}  # cents shown as amounts
+    ]
 
 
 def test_structural_edits_add_and_remove_nodes_by_path():
@@ -837,3 +841,15 @@ def test_the_dashboard_summary_lists_segments_with_members_and_share(owner_clien
     html = owner_client.get("/segments/summary").get_data(as_text=True)
     assert "<html" not in html and 'id="segment-summary"' in html
     assert "Buyers warning 2 50.0%" in text(html)
+
+
+def test_a_stored_condition_with_a_bad_value_opens_for_mending(owner_client, refreshed):
+    segment = segments.create_segment(db.session, "Scores", everyone())
+    db.session.commit()
+    segment.rules = everyone(cond("r", "between", [5, 1]), cond("lifecycle", "in", "zombie"))
+    db.session.commit()
+    response = owner_client.get(f"/segments/{segment.id}/edit")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "must not exceed the second" in error_at(html, "1")
+    assert 'name="rules[1].low"' in html and 'name="rules[2].choice" value="churned"' in html

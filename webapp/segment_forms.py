@@ -276,8 +276,34 @@ def _stored_group(node: dict) -> dict:
             cleaned = validate({"match": "all", "rules": [child]})["rules"][0]
             rules.append(draft_from_rules(cleaned))
         except RulesError:
-            rules.append({"field": str(child.get("field", "")), "op": str(child.get("op", ""))})
+            rules.append(_stored_condition(child))
     return {"match": str(node.get("match", "")), "rules": rules}
+
+
+_CONDITION_KEYS = ("value", "dimension", "survey_id", "question_id", "category")
+_CONDITION_KEYS += ("min_orders", "within_days")
+
+
+def _stored_condition(node: dict) -> dict:
+    """A condition validate() refuses, with whatever plain values it holds, as text."""
+    field = FIELDS.get(node.get("field")) if isinstance(node.get("field"), str) else None
+    money = field is not None and field.kind == "money"
+
+    def shown(value: object) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            return None
+        return _amount(value) if money and isinstance(value, int) else str(value)
+
+    draft = {"field": str(node.get("field", "")), "op": str(node.get("op", ""))}
+    for key in _CONDITION_KEYS:
+        value = node.get(key)
+        if isinstance(value, list):
+            items = [shown(item) for item in value[:50]]
+            if None not in items:
+                draft[key] = items
+        elif shown(value) is not None:
+            draft[key] = shown(value)
+    return draft
 
 
 def split_known(
