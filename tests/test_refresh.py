@@ -76,7 +76,7 @@ def test_the_next_run_records_movement_and_keeps_only_two_runs_of_rows(app):
     second = run_refresh(as_of=AS_OF)
     after = profile(second.id, bob).rfm_segment
     assert before != after
-    assert {"from": before, "to": after, "customers": 1} in second.movement
+    assert {"from": before, "to": after, "customers": 1, "new": False} in second.movement
     assert sum(m["customers"] for m in second.movement) == 3
     assert second.previous_run_id == first.id
     third = run_refresh(as_of=AS_OF)

@@ -152,16 +152,21 @@ def test_a_run_shows_the_movement_since_the_previous_run_biggest_first(owner_cli
     ]
     expected = sorted(
         (
-            (m["from"] or "(new, or no segment before)", m["to"] or "(no segment)", m["customers"])
+            (
+                m["from"] or ("(new customer)" if m["new"] else "(no segment)"),
+                m["to"] or "(no segment)",
+                m["customers"],
+            )
             for m in second.movement
-            if m["from"] != m["to"]
+            if m["from"] != m["to"] or m["new"]
         ),
         key=lambda m: (-m[2], m[0], m[1]),
     )
     assert [tuple(r[:2]) + (int(r[2]),) for r in rows if r] == expected
     assert any(r[0] == "Hibernating" for r in rows if r)  # Bob's move
     assert f"since run #{first.id}" in html
-    stayed = sum(m["customers"] for m in second.movement if m["from"] == m["to"])
+    assert ["(new customer)", "(no segment)", 1] in [r[:2] + [int(r[2])] for r in rows if r]
+    stayed = sum(m["customers"] for m in second.movement if m["from"] == m["to"] and not m["new"])
     assert f"{stayed} customers kept their segment (or are still without one)" in html
 
 

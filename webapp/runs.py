@@ -42,7 +42,8 @@ OWNER_FACING_ERRORS = ("RefreshBusy: ", "RefreshFailed: ")
 # A movement row's "from" is None for a customer without a profile in the previous run (new
 # since) and also for one who had no RFM segment then: the run's movement does not tell
 # them apart.
-FROM_NONE = "(new, or no segment before)"
+FROM_NEW = "(new customer)"
+FROM_NONE = "(no segment)"
 TO_NONE = "(no segment)"
 
 
@@ -148,10 +149,10 @@ def movement(run: RefreshRun) -> list[Move]:
     """The run's from -> to RFM segment counts, biggest first."""
     moves = [
         Move(
-            FROM_NONE if row.get("from") is None else row["from"],
+            (FROM_NEW if row.get("new") else FROM_NONE) if row.get("from") is None else row["from"],
             TO_NONE if row.get("to") is None else row["to"],
             int(row.get("customers") or 0),
-            stayed=row.get("from") == row.get("to"),
+            stayed=row.get("from") == row.get("to") and not row.get("new"),
         )
         for row in run.movement or []
     ]

@@ -359,21 +359,25 @@ def _counts(conn: Connection) -> dict:
 
 
 def _movement(conn: Connection, previous: int | None) -> list[dict] | None:
-    """From -> to RFM segment counts since the run that is current until the swap."""
+    """From -> to RFM segment counts since the run that is current until the swap. A
+    customer the previous run did not know comes "from" None with "new" true; one it knew
+    without a segment (no counted orders) comes from None with "new" false."""
     if previous is None:
         return None
     rows = conn.execute(
         text(
-            """SELECT p.rfm_segment, s.rfm_segment, COUNT(*)
+            """SELECT p.rfm_segment, s.rfm_segment,
+                      CASE WHEN p.customer_id IS NULL THEN 1 ELSE 0 END, COUNT(*)
                FROM st_profiles s LEFT JOIN customer_profiles p
                  ON p.run_id = :previous AND p.customer_id = s.customer_id
-               GROUP BY p.rfm_segment, s.rfm_segment"""
+               GROUP BY p.rfm_segment, s.rfm_segment,
+                        CASE WHEN p.customer_id IS NULL THEN 1 ELSE 0 END"""
         ),
         {"previous": previous},
     )
     return [
-        {"from": before, "to": after, "customers": n}
-        for before, after, n in sorted(rows, key=lambda row: (str(row[0]), str(row[1])))
+        {"from": before, "to": after, "customers": n, "new": bool(new)}
+        for before, after, new, n in sorted(rows, key=lambda r: (str(r[0]), str(r[1]), r[2]))
     ]
 
 
