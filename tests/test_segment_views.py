@@ -36,6 +36,7 @@ from webapp.segmentation.refresh import run_refresh
 from webapp.segmentation.rules import FIELDS, validate
 
 HX_EDITOR = {"HX-Request": "true", "HX-Target": "rule-editor"}
+HX = {"HX-Request": "true"}
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -804,8 +805,13 @@ def test_the_customer_partial_lists_their_segments_first_with_why(owner_client, 
     segments.create_segment(db.session, "B: knitters", everyone(cond("frequency", "ge", 3)))
     db.session.commit()
     run_refresh(as_of=AS_OF)
-    html = owner_client.get(f"/segments/for-customer/{refreshed.bob.id}").get_data(as_text=True)
+    url = f"/segments/for-customer/{refreshed.bob.id}"
+    html = owner_client.get(url, headers=HX).get_data(as_text=True)
     assert "<html" not in html and 'href="/static/segments.css' in html
+    assert html.lstrip().startswith('<section id="customer-segments"')
+    page = owner_client.get(url).get_data(as_text=True)  # a plain link: the same, in a page
+    assert "<html" in page and f'href="/customers/{refreshed.bob.id}">← Customer<' in page
+    assert 'id="customer-segment-' in page
     assert html.index("A: loyal or French") < html.index("B: knitters")
     first = text(html.split('class="customer-segment"', 2)[1])
     assert first.lstrip("> ").startswith("In A: loyal or French")
@@ -838,9 +844,11 @@ def test_the_dashboard_summary_lists_segments_with_members_and_share(owner_clien
     before = text(owner_client.get("/segments/summary").get_data(as_text=True))
     assert "Buyers – –" in before
     run_refresh(as_of=AS_OF)
-    html = owner_client.get("/segments/summary").get_data(as_text=True)
-    assert "<html" not in html and 'id="segment-summary"' in html
+    html = owner_client.get("/segments/summary", headers=HX).get_data(as_text=True)
+    assert "<html" not in html
+    assert html.lstrip().startswith('<section id="segment-summary"')
     assert "Buyers warning 2 50.0%" in text(html)
+    assert "<html" in owner_client.get("/segments/summary").get_data(as_text=True)
 
 
 def test_a_stored_condition_with_a_bad_value_opens_for_mending(owner_client, refreshed):

@@ -454,8 +454,15 @@ def for_customer(customer_id: int):
                 )
             )
         rows.sort(key=lambda row: not row.member)  # stable: by name within each half
-    return render_template(
-        "segments/_for_customer.html", customer=customer, rows=rows, run=run, scope=scope
+    back = url_for("customers.show", customer_id=customer.id)
+    return fragment(
+        "segments/_for_customer.html",
+        f"Segments of customer #{customer.id}",
+        (back, "Customer"),
+        customer=customer,
+        rows=rows,
+        run=run,
+        scope=scope,
     )
 
 
@@ -463,4 +470,29 @@ def for_customer(customer_id: int):
 def summary():
     """Segments with members and share at the current run: a fragment for the dashboard."""
     _, run = current()
-    return render_template("segments/_summary.html", rows=segment_rows(run), run=run)
+    return fragment(
+        "segments/_summary.html",
+        "Segments at a glance",
+        (url_for("web.home"), "Home"),
+        rows=segment_rows(run),
+        run=run,
+    )
+
+
+def fragment(template: str, title: str, back: tuple[str, str], **context) -> Response:
+    """A fragment for htmx to include; opened by a plain link, the same inside a page."""
+    if htmx:
+        html = render_template(template, **context)
+    else:
+        back_url, back_label = back
+        html = render_template(
+            "segments/fragment_page.html",
+            fragment=template,
+            title=title,
+            back_url=back_url,
+            back_label=back_label,
+            **context,
+        )
+    response = Response(html)
+    response.vary.add("HX-Request")
+    return response
