@@ -91,12 +91,14 @@ def test_demo_refuses_a_database_holding_another_shops_orders(runner):
     assert counts()["Order"] == 1
 
 
-def test_demo_serves_with_the_task_runner_in_process(runner, monkeypatch):
+def test_demo_serves_with_the_scheduler_in_process(runner, monkeypatch):
     calls = {}
     monkeypatch.setattr(
         "werkzeug.serving.run_simple", lambda host, port, app, **kw: calls.update(kw, at=port)
     )
-    monkeypatch.setattr("webapp.tasks.start_runner_thread", lambda app: calls.update(runner=1))
+    monkeypatch.setattr(
+        "webapp.scheduler.process.start_in_process", lambda app: calls.update(runner=1)
+    )
     monkeypatch.setattr(
         "webapp.demo.command.start_shop_page",
         lambda host, port, page: calls.update(shop=(host, port, page)),

@@ -91,7 +91,7 @@ def test_a_key_runs_once_however_often_it_is_asked_for(app, counter):
     first = run_keyed(job, "counter:2026-Q4", "schedule")
     second = run_keyed(job, "counter:2026-Q4", "schedule")
     assert (first.status, second.status) == ("done", "skipped")
-    assert second.error == "already done" and second.result == {"call": 1}
+    assert second.reason == "already done" and second.result == {"call": 1}
     assert calls == ["counter:2026-Q4"]
     (run,) = runs_of("counter:2026-Q4")
     assert (run.status, run.attempts, run.result, run.lease_owner) == ("done", 1, {"call": 1}, None)
@@ -112,7 +112,7 @@ def test_while_another_run_of_the_job_holds_its_lock_nothing_runs(app, counter):
         outcome = run_keyed(job, "counter:2026-Q4", "schedule")
         with ledger.job_lock(db.engine, job.name) as again:
             assert not again  # the lock is exclusive, also within one process
-    assert outcome.status == "busy" and "under way" in outcome.error
+    assert outcome.status == "busy" and "under way" in outcome.reason
     assert calls == [] and runs_of("counter:2026-Q4") == []
     assert run_keyed(job, "counter:2026-Q4", "schedule").status == "done"
 
@@ -176,7 +176,7 @@ def test_a_failed_run_is_recorded_and_retried_later_not_at_once(app, monkeypatch
 def test_a_refresh_that_finds_another_refresh_running_waits_its_turn(app):
     with refresh_lock(db.engine):  # a refresh started another way (patchwork refresh)
         outcome = run_keyed(REFRESH, "refresh:2026-Q4", "schedule")
-    assert outcome.status == "busy" and "Another refresh is running" in outcome.error
+    assert outcome.status == "busy" and "Another refresh is running" in outcome.reason
     (run,) = runs_of("refresh:2026-Q4")
     assert (run.status, run.attempts) == ("busy", 0)
     assert schedules.needs_run(run, utcnow(), 600, 3)
@@ -466,6 +466,17 @@ def test_pause_and_resume_from_the_page(owner_client):
     assert owner_client.post("/schedule/refresh/pause").status_code == 400  # no CSRF token
 
 
+def test_the_queue_runs_by_itself_and_offers_no_run_now_or_pause(owner_client):
+    token = csrf_from(owner_client.get("/schedule/"))
+    for action in ("run", "pause", "resume"):
+        response = owner_client.post(f"/schedule/tasks/{action}", data={"csrf_token": token})
+        assert response.status_code == 400
+    html = owner_client.get("/schedule/").get_data(as_text=True)
+    queue = html[html.index('id="job-tasks"') : html.index('id="job-housekeeping"')]
+    assert "Run now" not in queue and "Pause" not in queue
+    assert "every 0.2 s while the scheduler runs" in queue
+
+
 def test_the_owner_sets_the_retention_of_run_details(owner_client):
     token = csrf_from(owner_client.get("/schedule/"))
     bad = owner_client.post(
@@ -633,9 +644,11 @@ def test_jobs_list_gives_each_jobs_schedule_and_next_run_with_its_offset(app, ru
 def test_jobs_run_runs_a_key_once_and_skips_it_after(app, runner):
     code, first = invoke_json(runner, "run", "refresh", "--key", "refresh:2026-Q4")
     assert code == 0 and first["status"] == "done" and first["key"] == "refresh:2026-Q4"
-    assert set(first) == {"status", "job", "key", "started_at", "finished_at", "result", "error"}
+    assert set(first) == {
+        "status", "job", "key", "started_at", "finished_at", "result", "error", "reason"
+    }  # fmt: skip
     code, second = invoke_json(runner, "run", "refresh", "--key", "refresh:2026-Q4")
-    assert code == 0 and second["status"] == "skipped" and second["error"] == "already done"
+    assert code == 0 and second["status"] == "skipped" and second["reason"] == "already done"
     assert db.session.scalar(select(func.count()).select_from(RefreshRun)) == 1
     code, manual = invoke_json(runner, "run", "housekeeping")
     assert code == 0 and manual["key"].startswith("manual:")

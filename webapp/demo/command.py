@@ -1,5 +1,5 @@
 """`patchwork demo`: a realistic craft shop, imported through the real import services, then
-served on localhost with the background task runner in-process."""
+served on localhost with the scheduler in-process."""
 
 from __future__ import annotations
 
@@ -244,15 +244,15 @@ def ensure_demo_login() -> bool:
 
 
 def serve(host: str, port: int, shop_port: int) -> None:
-    """The app on localhost, with queued work (imports started in the browser) run by a
-    thread of this process, and the demo shop's pages on another port."""
+    """The app on localhost, with the scheduler (the quarterly refresh, and the queue of work
+    started in the browser) in this process, and the demo shop's pages on another port."""
     from werkzeug.serving import run_simple
 
-    from webapp import tasks
+    from webapp.scheduler import process
 
     app = current_app._get_current_object()
-    if "patchwork_task_runner" not in app.extensions:
-        tasks.start_runner_thread(app)
+    if "patchwork_scheduler" not in app.extensions:
+        process.start_in_process(app)
     start_shop_page(host, shop_port, demo_shop_page(f"http://{host}:{port}"))
     click.echo("Serving; Ctrl-C stops it.")
     run_simple(host, port, app, use_reloader=False, use_debugger=False, threaded=True)

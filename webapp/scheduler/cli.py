@@ -18,12 +18,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def configure_logging() -> None:
-    """Each run's start and outcome on stderr; APScheduler's own chatter (every poll of the
-    queue) only when something is wrong."""
+    """Each run's start and outcome on stderr."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     logging.getLogger("webapp.scheduler").setLevel(logging.INFO)
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 @click.command("scheduler")
@@ -107,9 +105,10 @@ def run_command(name: str, key: str | None, as_json: bool) -> None:
     elif outcome.status == "done":
         click.echo(f"{job.name}: {key} done: {outcome.result}")
     elif outcome.status == "skipped":
-        click.echo(f"{job.name}: {key} skipped: {outcome.error}")
+        click.echo(f"{job.name}: {key} skipped: {outcome.reason}")
     else:
-        click.echo(f"{job.name}: {key} {outcome.status}: {outcome.error}", err=True)
+        why = outcome.error or outcome.reason
+        click.echo(f"{job.name}: {key} {outcome.status}: {why}", err=True)
     if outcome.status in ("failed", "busy"):
         sys.exit(1)
 

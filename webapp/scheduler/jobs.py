@@ -165,6 +165,7 @@ QUEUE = register(
         about="Runs work started in the browser: imports, refreshes, sends.",
         run=poll_queue,
         interval_setting="TASK_POLL_SECONDS",
+        owner_controls=False,
     )
 )
 HOUSEKEEPING = register(

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, false, or_, select, text, update
+from sqlalchemy import Engine, and_, false, or_, select, text, true, update
 from sqlalchemy.exc import IntegrityError
 
 from webapp.extensions import db
@@ -101,24 +101,11 @@ def claim(
     ``max_attempts`` (None: no limit) bounds the takeovers of expired and failed runs.
     """
     lease = now + timedelta(seconds=lease_seconds)
-    run = JobRun(
-        job=job,
-        key=key,
-        trigger=trigger,
-        status="running",
-        attempts=1,
-        scheduled_for=scheduled_for,
-        lease_owner=owner,
-        lease_expires_at=lease,
-        started_at=now,
-    )
-    db.session.add(run)
-    try:
-        db.session.commit()
+    # A new key is inserted; one that exists (or was inserted a moment ago) is taken over.
+    is_new = db.session.scalar(select(JobRun.id).where(JobRun.key == key)) is None
+    if is_new and (run := _insert(job, key, trigger, owner, now, lease, scheduled_for)):
         return run
-    except IntegrityError:
-        db.session.rollback()
-    below_limit = JobRun.attempts < max_attempts if max_attempts is not None else True
+    below_limit = JobRun.attempts < max_attempts if max_attempts is not None else true()
     retry_failed = (
         and_(JobRun.status == "failed", JobRun.finished_at <= retry_failed_before, below_limit)
         if retry_failed_before is not None
@@ -148,6 +135,28 @@ def claim(
     return db.session.scalars(
         select(JobRun).where(JobRun.key == key), execution_options={"populate_existing": True}
     ).one()
+
+
+def _insert(job, key, trigger, owner, now, lease, scheduled_for) -> JobRun | None:
+    """A new run, or None when another runner inserted the key at the same moment."""
+    run = JobRun(
+        job=job,
+        key=key,
+        trigger=trigger,
+        status="running",
+        attempts=1,
+        scheduled_for=scheduled_for,
+        lease_owner=owner,
+        lease_expires_at=lease,
+        started_at=now,
+    )
+    db.session.add(run)
+    try:
+        db.session.commit()
+        return run
+    except IntegrityError:
+        db.session.rollback()
+        return None
 
 
 def _close(run_id: int, owner: str, **values) -> bool:

@@ -58,6 +58,9 @@ class SchedulerProcess:
     """One scheduler: APScheduler's timers, the heartbeat, and the sync with the database."""
 
     def __init__(self, app: Flask):
+        # Its own chatter (each poll of the queue, a poll skipped while a long task runs)
+        # only when something is wrong: this module logs every run.
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
         self.app = app
         self.config = app.config
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -158,12 +161,10 @@ class SchedulerProcess:
             return
         with self.app.app_context():
             try:
-                self._mark(name, name)
                 run_unrecorded(load_jobs()[name], self.stop)
             except Exception:  # the database may be briefly away; the next tick retries
                 log.exception("job %s: tick failed", name)
             finally:
-                self._mark(name, None)
                 db.session.remove()
 
     def _fire(self, name: str) -> None:

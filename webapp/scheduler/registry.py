@@ -57,6 +57,8 @@ class Job:
     busy_errors: tuple[type[Exception], ...] = ()  # the body's "another run holds it"
     task_kind: str = "job"  # the queued task that "run now" makes
     retention: bool = False  # the owner sets how long run details are kept
+    # The owner may run it now and pause it (not the queue: every "run now" goes through it).
+    owner_controls: bool = True
 
     @property
     def periodic(self) -> bool:

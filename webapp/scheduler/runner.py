@@ -40,7 +40,8 @@ class Outcome:
     key: str
     run: JobRun | None = None
     result: dict | None = None
-    error: str | None = None  # why it failed, or why it did not run
+    error: str | None = None  # why it failed
+    reason: str | None = None  # why it did not run (skipped, busy)
     exception: BaseException | None = None
 
     def as_dict(self, tz: ZoneInfo | None = None) -> dict:
@@ -53,6 +54,7 @@ class Outcome:
             "finished_at": iso(run.finished_at, tz) if run else None,
             "result": self.result,
             "error": self.error,
+            "reason": self.reason,
         }
 
 
@@ -99,7 +101,7 @@ def run_keyed(
         raise KeyClash(f"The key {key!r} belongs to a run of {existing.job!r}, not {job.name!r}.")
     if existing is not None and existing.status == "done":
         log.info("job %s: %s is done already; skipped", job.name, key)
-        return Outcome("skipped", job.name, key, existing, existing.result, "already done")
+        return Outcome("skipped", job.name, key, existing, existing.result, reason="already done")
     with _maybe_locked(job.lock if locked else None) as got:
         if not got:
             reason = f"Another run of {job.title.lower()} is under way."
@@ -111,7 +113,7 @@ def run_keyed(
                 )
                 db.session.commit()
             log.info("job %s: %s not started: %s", job.name, key, reason)
-            return Outcome("busy", job.name, key, ledger.get_run(key), error=reason)
+            return Outcome("busy", job.name, key, ledger.get_run(key), reason=reason)
         now = now or utcnow()
         run = ledger.claim(
             job.name,
@@ -127,10 +129,12 @@ def run_keyed(
         if run is None:
             current = ledger.get_run(key)
             if current is not None and current.status == "done":
-                return Outcome("skipped", job.name, key, current, current.result, "already done")
+                return Outcome(
+                    "skipped", job.name, key, current, current.result, reason="already done"
+                )
             reason = f"The run {key} is {current.status if current else 'gone'}; not taken over."
             log.info("job %s: %s", job.name, reason)
-            return Outcome("busy", job.name, key, current, error=reason)
+            return Outcome("busy", job.name, key, current, reason=reason)
         return _run_claimed(job, run, owner, body or job.run, task, on_progress, stop)
 
 
@@ -156,7 +160,7 @@ def _run_claimed(job: Job, run: JobRun, owner: str, body: Body, task, on_progres
             db.session.rollback()
             ledger.mark_busy(run_id, owner, str(exc))
             log.info("job %s: %s could not start: %s", job.name, key, exc)
-            return Outcome("busy", job.name, key, _reload(run_id), error=str(exc), exception=exc)
+            return Outcome("busy", job.name, key, _reload(run_id), reason=str(exc), exception=exc)
         except Exception as exc:
             db.session.rollback()
             error = f"{type(exc).__name__}: {exc}"
@@ -221,10 +225,10 @@ def run_task_as_job(task: Task, progress: TaskProgress) -> dict:
     if outcome.status == "done":
         return outcome.result or {}
     if outcome.status == "skipped":
-        return {"skipped": outcome.error, "key": outcome.key}
+        return {"skipped": outcome.reason, "key": outcome.key}
     if outcome.exception is not None:
         raise outcome.exception
-    raise JobBusy(outcome.error)
+    raise JobBusy(outcome.reason)
 
 
 def retry_cutoff(now: datetime) -> datetime:

@@ -175,6 +175,13 @@ def job_or_404(name: str) -> Job:
     return job
 
 
+def controlled_job_or_404(name: str) -> Job:
+    job = job_or_404(name)
+    if not job.owner_controls:
+        abort(400, f"{job.title} runs by itself whenever the scheduler runs.")
+    return job
+
+
 def run_or_404(run_id: int) -> JobRun:
     run = db.session.get(JobRun, run_id)
     if run is None:
@@ -223,7 +230,7 @@ def retention(name: str):
 
 @bp.post("/schedule/<name>/pause")
 def pause(name: str):
-    job = job_or_404(name)
+    job = controlled_job_or_404(name)
     schedules.set_paused(job, True)
     flash(f"{job.title} is paused: it does not run until you resume it.", "success")
     return redirect(url_for("schedule.index", _anchor=f"job-{job.name}"), 303)
@@ -231,7 +238,7 @@ def pause(name: str):
 
 @bp.post("/schedule/<name>/resume")
 def resume(name: str):
-    job = job_or_404(name)
+    job = controlled_job_or_404(name)
     schedules.set_paused(job, False)
     flash(f"{job.title} is resumed.", "success")
     return redirect(url_for("schedule.index", _anchor=f"job-{job.name}"), 303)
@@ -239,7 +246,7 @@ def resume(name: str):
 
 @bp.post("/schedule/<name>/run")
 def run(name: str):
-    job = job_or_404(name)
+    job = controlled_job_or_404(name)
     queued = run_now(job, trigger="manual")
     return redirect(url_for("schedule.show_run", run_id=queued.id), 303)
 
