@@ -36,7 +36,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from import_orders import FreshDatabase, env_for  # noqa: E402
+from import_orders import PG_ADMIN, FreshDatabase, env_for  # noqa: E402
 
 SECRET = "bench-secret-key"
 RAISED_LIMIT = "1000000000 per minute"
@@ -125,16 +125,70 @@ def drive(port: int, path_template: str, tokens: Path, seconds: int, connections
     return figures
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (from /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICKS
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (gunicorn's workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def database_backends(url: str) -> list[int]:
+    """PostgreSQL: the server processes serving this database's connections."""
+    if not url.startswith("postgres"):
+        return []
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
 def run_target(name, app_spec, env, url, table, path, tokens, args) -> dict:
+    """Serve the target under gunicorn and drive it; CPU time per request from /proc too.
+
+    The CPU milliseconds per request (gunicorn's workers, and on PostgreSQL the server
+    processes of the benchmark's database) hardly depend on what else the machine runs,
+    unlike requests/s.
+    """
     before = count_rows(url, table)
     process, port = serve(app_spec, env, args.workers)
     try:
+        workers = children(process.pid)
+        cpu_before = cpu_seconds(workers)
         figures = drive(port, path, tokens, args.seconds, args.connections)
+        worker_cpu = cpu_seconds(workers) - cpu_before
+        database_cpu = cpu_seconds(database_backends(url))  # connected during the drive
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     figures["stored"] = count_rows(url, table) - before
     figures["target"] = name
+    figures["worker_cpu_ms"] = 1000 * worker_cpu / max(figures["requests"], 1)
+    figures["database_cpu_ms"] = 1000 * database_cpu / max(figures["requests"], 1)
     return figures
 
 
@@ -148,6 +202,15 @@ def bench_engine(engine: str, args, workdir: Path) -> dict:
             "RATELIMIT_STORAGE_URI": args.limiter_storage,
         }
         subprocess.run([sys.executable, str(BENCH / "ceiling_app.py")], env=env, check=True)
+        in_process = None
+        if args.cpu_requests:  # on the last tokens, which wrk does not reach
+            measured = subprocess.run(
+                [sys.executable, str(BENCH / "answers_cpu.py"), "--url", database.url,
+                 "--tokens", str(tokens), "--requests", str(args.cpu_requests),
+                 "--limiter-storage", args.limiter_storage],
+                env=env, cwd=ROOT, check=True, capture_output=True, text=True,
+            )  # fmt: skip
+            in_process = json.loads(measured.stdout.strip().splitlines()[-1])
         env_ceiling = env | {"PYTHONPATH": f"{BENCH}{os.pathsep}{ROOT}"}
         ceiling = run_target(
             "ceiling", "ceiling_app:app", env_ceiling, database.url,
@@ -158,7 +221,7 @@ def bench_engine(engine: str, args, workdir: Path) -> dict:
             "survey_answers", "/embed/r/%s/answers", tokens, args,
         )  # fmt: skip
     return {"engine": engine, "ceiling": ceiling, "answers": answers,
-            "ratio": answers["rps"] / ceiling["rps"]}  # fmt: skip
+            "ratio": answers["rps"] / ceiling["rps"], "in_process_cpu": in_process}  # fmt: skip
 
 
 def loader_size() -> tuple[int, int]:
@@ -191,6 +254,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--responses", type=int, default=200_000)
     parser.add_argument(
+        "--cpu-requests",
+        type=int,
+        default=4000,
+        help="requests for the in-process CPU measure (bench/answers_cpu.py); 0 skips it",
+    )
+    parser.add_argument(
         "--limiter-storage",
         default="memory://",
         help="RATELIMIT_STORAGE_URI, e.g. redis://127.0.0.1:6379",
@@ -210,9 +279,24 @@ def main() -> None:
                 f"{r['engine']:<10} {name:<8} {f['rps']:8.0f} req/s  p50 {f['p50_ms']:6.1f} ms"
                 f"  p99 {f['p99_ms']:6.1f} ms  non-200 {f['non_200']}"
                 f"  errors {f['socket_errors']}  acknowledged {f['acknowledged']}"
-                f"  stored {f['stored']}"
+                f"  stored {f['stored']}  CPU/request: workers {f['worker_cpu_ms']:.2f} ms,"
+                f" database {f['database_cpu_ms']:.2f} ms"
             )
         print(f"{r['engine']:<10} answers/ceiling {r['ratio']:.0%}: {verdict(r)}")
+        c, a = r["ceiling"], r["answers"]
+        cpu_ratio = (c["worker_cpu_ms"] + c["database_cpu_ms"]) / (
+            a["worker_cpu_ms"] + a["database_cpu_ms"]
+        )
+        print(
+            f"{r['engine']:<10} CPU/request under gunicorn (workers + database): answers"
+            f" {cpu_ratio:.0%} of the ceiling's requests per CPU second"
+        )
+        if p := r["in_process_cpu"]:
+            print(
+                f"{r['engine']:<10} in-process CPU/request (median of rounds): ceiling"
+                f" {p['ceiling']['median_ms']:.2f} ms, answers {p['answers']['median_ms']:.2f} ms:"
+                f" answers {1 / p['ratio']:.0%} of the ceiling's requests per CPU second"
+            )
     raw, gz = loader_size()
     print(f"embed.js: {raw} bytes, {gz} bytes gzipped (goal <= {LOADER_GOAL_BYTES})")
     print(json.dumps({"results": results, "loader_bytes": raw, "loader_gzip_bytes": gz}))

@@ -13,7 +13,16 @@ import hashlib
 import hmac
 import json
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    request,
+    send_from_directory,
+    url_for,
+)
 from werkzeug.exceptions import HTTPException
 
 from surveys.answers import AnswerError
@@ -24,9 +33,11 @@ from webapp.models import ShopSettings, Survey
 from webapp.shop import get_shop
 from webapp.surveys.manage import active_surveys
 from webapp.surveys.public import (
+    TOKEN_MAX,
     ShopperError,
     identity_from,
     origin_allowed,
+    origin_allowed_by,
     rate_limited,
     response_for_token,
     retry_after_seconds,
@@ -36,12 +47,13 @@ from webapp.surveys.responses import (
     PAGE_URL_MAX,
     VISITOR_ID_MAX,
     AnswerRejected,
+    QuickStep,
     dismiss_response,
     live_definition,
     record_answer,
     start_response,
 )
-from webapp.surveys.tokens import response_token
+from webapp.surveys.tokens import read_response_token, response_token
 
 bp = Blueprint("embed", __name__)
 
@@ -128,7 +140,8 @@ def _allow_shop_origin(response: Response) -> Response:
         return response
     response.vary.add("Origin")
     origin = request.headers.get("Origin")
-    if origin and origin_allowed(get_shop(), origin):
+    # An answer taken the quick way has checked the origin already, without the settings row.
+    if origin and (g.get("origin_checked") == origin or origin_allowed(get_shop(), origin)):
         response.headers["Access-Control-Allow-Origin"] = origin
     return response
 
@@ -160,10 +173,13 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+# text/plain too: navigator.sendBeacon and no-preflight fetches send JSON that way.
+_JSON_MIMETYPES = frozenset({"", "application/json", "text/plain"})
+
+
 def _json_object(*, allow_empty: bool = False) -> dict:
     """The body as a JSON object, or ShopperError saying what is wrong with it."""
-    # text/plain too: navigator.sendBeacon and no-preflight fetches send JSON that way.
-    if request.mimetype not in ("", "application/json", "text/plain"):
+    if request.mimetype not in _JSON_MIMETYPES:
         raise ShopperError(415, "unsupported_media_type", "Send a JSON object.")
     raw = request.get_data(cache=False)  # 413 past SURVEY_MAX_BODY_BYTES
     if allow_empty and not raw.strip():
@@ -307,6 +323,8 @@ def responses(shop_key: str) -> tuple[Response, int] | Response:
 @rate_limited
 def answers(token: str) -> Response:
     """One answer; the same answer twice is stored once, a changed one replaces it."""
+    if request.method == "POST" and (quick := _answer_quickly(token)) is not None:
+        return quick
     shop = get_shop()
     if request.method == "OPTIONS":
         return _preflight(shop, "POST")
@@ -321,13 +339,49 @@ def answers(token: str) -> Response:
     except AnswerError as error:
         status = 409 if isinstance(error, AnswerRejected) else 422
         raise ShopperError(status, error.code, error.reason) from None
-    db.session.commit()
-    return jsonify(
+    # The reply before the commit: after it, reading the response would load it again.
+    reply = jsonify(
         {
             "next": survey_response.next_question,
             "completed": survey_response.completed_at is not None,
         }
     )
+    db.session.commit()
+    return reply
+
+
+def _answer_quickly(token: str) -> Response | None:
+    """The usual answer (the one the response waits for) in a few statements, or None.
+
+    Takes only a request that the full path above would accept, with the same outcome; any
+    doubt (a bad token, body, origin or answer, a retry, an answer that is not the awaited
+    one) is None having written nothing, and the full path then answers it, errors included.
+    The body is read here only when it is within the cap, and kept for the full path.
+    """
+    public_id = read_response_token(token) if len(token) <= TOKEN_MAX else None
+    if public_id is None or request.mimetype not in _JSON_MIMETYPES:
+        return None
+    length = request.content_length
+    if length is None or length > (request.max_content_length or 0):
+        return None
+    try:
+        data = json.loads(request.get_data(), parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.keys() != {"question", "answer"}:
+        return None
+    origin = request.headers.get("Origin")
+    with QuickStep(db.engine) as quick:
+        waiting = quick.waiting(public_id)
+        if waiting is None or not origin_allowed_by(waiting.allowed_origins, origin):
+            return None
+        step = quick.record(waiting, data["question"], data["answer"])
+        if step is None:
+            return None
+        reply = jsonify({"next": step.next_question, "completed": step.completed})
+        quick.commit()
+    g.origin_checked = origin
+    return reply
 
 
 @bp.route("/embed/r/<token>/dismiss", methods=["POST", "OPTIONS"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 
 from flask import current_app, request
 from sqlalchemy import select
@@ -58,6 +59,7 @@ def retry_after_seconds() -> int:
     return max(1, current.reset_at - int(time.time()))
 
 
+@lru_cache(maxsize=256)  # the same few origins arrive with every request
 def _origin_or_none(value: str | None) -> str | None:
     try:
         return normalise_origin(value) if value else None
@@ -76,12 +78,17 @@ def patchwork_origins() -> set[str]:
 
 def shop_origins(shop: ShopSettings) -> list[str]:
     """The shop's allowed origins (Settings, one per line), in the order the owner wrote them."""
-    origins = []
-    for line in (shop.allowed_origins or "").splitlines():
+    return list(_listed_origins(shop.allowed_origins or ""))
+
+
+@lru_cache(maxsize=8)  # parsed once per value of the setting, not once per request
+def _listed_origins(setting: str) -> tuple[str, ...]:
+    origins: list[str] = []
+    for line in setting.splitlines():
         origin = _origin_or_none(line.strip())
         if origin and origin not in origins:
             origins.append(origin)
-    return origins
+    return tuple(origins)
 
 
 def origin_allowed(shop: ShopSettings, origin: str | None) -> bool:
@@ -90,12 +97,17 @@ def origin_allowed(shop: ShopSettings, origin: str | None) -> bool:
     No Origin header (a server, or a same-origin GET) is allowed; "null" (sandboxed frames,
     files) and anything unparsable are not.
     """
+    return origin_allowed_by(shop.allowed_origins, origin)
+
+
+def origin_allowed_by(allowed_origins: str | None, origin: str | None) -> bool:
+    """`origin_allowed`, given the shop's allowed-origins setting itself."""
     if origin is None:
         return True
     normalised = _origin_or_none(origin)
     if normalised is None:
         return False
-    return normalised in patchwork_origins() or normalised in shop_origins(shop)
+    return normalised in patchwork_origins() or normalised in _listed_origins(allowed_origins or "")
 
 
 def response_for_token(token: str) -> SurveyResponse:

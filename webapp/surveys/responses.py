@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import Session, aliased
 
 from surveys.answers import Answer, AnswerError, next_question, validate_answer
@@ -36,7 +39,7 @@ from webapp.models import (
     SurveyAnswer,
     SurveyResponse,
 )
-from webapp.models._types import utcnow
+from webapp.models._types import UTCDateTime, utcnow
 
 REF_MAX = 120
 VISITOR_ID_MAX = 64
@@ -86,6 +89,11 @@ def live_definition(survey: Survey) -> SurveyDefinition:
             _published_cache.clear()
         definition = _published_cache[key] = parse_definition(survey.published)
     return definition
+
+
+def cached_live_definition(survey_id: int, published_at: datetime) -> SurveyDefinition | None:
+    """The published definition `live_definition` parsed for this publish, if it has."""
+    return _published_cache.get((survey_id, published_at))
 
 
 _PUBLISHED_CACHE_SIZE = 256
@@ -392,6 +400,234 @@ def _write_choices_and_traits(
                 for item in evidence
             ],
         )
+
+
+# --- the usual step, in a few statements ------------------------------------------------------
+#
+# Nearly every answer is the first answer to the question its response waits for. That step
+# runs as hand-written SQL on a pooled DBAPI connection of its own: one SELECT, then the
+# writes (a single statement on PostgreSQL, four quick ones on SQLite) and the commit, with no
+# Session and no ORM objects, whose bookkeeping would cost more than the work. Anything else
+# (a retry, a changed answer, an answer out of order, an email given with consent, a survey
+# whose published copy this process has not parsed yet) ends the attempt having written
+# nothing, and the caller takes the full way (`record_answer`) in a transaction of its own; so
+# the rules stay there, and this is only a shortcut through them.
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingResponse:
+    """What the usual step needs of a response, read in one SELECT."""
+
+    id: int
+    survey_id: int
+    next_question: str
+    published_at: datetime | None
+    allowed_origins: str | None  # the shop's setting, read along for the caller's CORS check
+
+
+@dataclass(frozen=True, slots=True)
+class StepTaken:
+    next_question: str | None
+    completed: bool
+
+
+class QuickStep:
+    """One attempt at the usual step, on its own pooled connection (a context manager).
+
+    `waiting` reads the response, `record` validates and writes the answer, `commit` keeps
+    it; leaving the block without committing rolls back and returns the connection.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._sql = _step_sql(engine.dialect)
+        self._connection = engine.raw_connection()
+
+    def __enter__(self) -> QuickStep:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._connection.close()  # back to the pool, which rolls back what was not committed
+
+    def waiting(self, public_id: str) -> WaitingResponse | None:
+        """The response `public_id` names, if it waits for an answer to a published survey."""
+        sql = self._sql
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute(sql.select_waiting, {"public_id": public_id})
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        if row is None:
+            return None
+        return WaitingResponse(row[0], row[1], row[2], sql.time_out(row[3]), row[4])
+
+    def record(
+        self,
+        waiting: WaitingResponse,
+        question_id: object,
+        raw: object,
+        *,
+        now: datetime | None = None,
+    ) -> StepTaken | None:
+        """What `record_answer` does for the usual step; None (nothing written) otherwise."""
+        if question_id != waiting.next_question:
+            return None
+        definition = cached_live_definition(waiting.survey_id, waiting.published_at)
+        if definition is None:
+            return None
+        try:
+            answer = validate_answer(definition.question(waiting.next_question), raw)
+        except (KeyError, AnswerError):
+            return None
+        if answer.email and answer.consent:
+            return None
+        following = next_question(definition, answer.question_id, answer)
+        evidence = trait_evidence(definition, [answer])
+        sql = self._sql
+        at = sql.time_in(now or utcnow())
+        step = {
+            "response_id": waiting.id,
+            "survey_id": waiting.survey_id,
+            "question_id": answer.question_id,
+            "value": sql.json_in(answer.to_value()),
+            "number": answer.number,
+            "now": at,
+            "next_question": following,
+            "completed_at": at if following is None else None,
+        }
+        cursor = self._connection.cursor()
+        try:
+            if sql.postgresql:
+                step["option_ids"] = list(answer.option_ids)
+                step["dimensions"] = [item.trait.dimension for item in evidence]
+                step["values"] = [item.trait.value for item in evidence]
+                cursor.execute(sql.write_step, step)
+                if cursor.fetchone() is None:  # stored already: a retry, or a concurrent request
+                    return None
+            else:
+                cursor.execute(sql.insert_answer, step)
+                row = cursor.fetchone()
+                if row is None:
+                    return None
+                if answer.option_ids:
+                    cursor.executemany(
+                        sql.insert_choice,
+                        [
+                            (row[0], option_id, waiting.survey_id, answer.question_id)
+                            for option_id in answer.option_ids
+                        ],
+                    )
+                if evidence:
+                    cursor.executemany(
+                        sql.insert_trait,
+                        [
+                            (row[0], waiting.id, item.trait.dimension, item.trait.value, at)
+                            for item in evidence
+                        ],
+                    )
+                cursor.execute(sql.move_response, step)
+        finally:
+            cursor.close()
+        return StepTaken(following, following is None)
+
+    def commit(self) -> None:
+        self._connection.commit()
+
+
+_SELECT_WAITING = """
+SELECT r.id, r.survey_id, r.next_question, s.published_at,
+       (SELECT allowed_origins FROM shop_settings WHERE id = 1)
+FROM survey_responses AS r JOIN surveys AS s ON s.id = r.survey_id
+WHERE r.public_id = %(public_id)s AND r.next_question IS NOT NULL
+  AND r.completed_at IS NULL AND s.published IS NOT NULL"""
+
+_INSERT_ANSWER = """
+INSERT INTO survey_answers (response_id, survey_id, question_id, value, number, answered_at)
+VALUES (%(response_id)s, %(survey_id)s, %(question_id)s, %(value)s, %(number)s, %(now)s)
+ON CONFLICT (response_id, question_id) DO NOTHING
+RETURNING id"""
+
+_MOVE_RESPONSE = """
+UPDATE survey_responses
+SET started_at = COALESCE(started_at, %(now)s), next_question = %(next_question)s,
+    completed_at = %(completed_at)s
+WHERE id = %(response_id)s"""
+
+# PostgreSQL: all the writes in one round trip. Each part hangs on the inserted answer, so when
+# the answer was there already (ON CONFLICT) none of them writes anything.
+_WRITE_STEP_POSTGRESQL = """
+WITH answer AS (
+  INSERT INTO survey_answers (response_id, survey_id, question_id, value, number, answered_at)
+  VALUES (%(response_id)s::integer, %(survey_id)s::integer, %(question_id)s::varchar,
+          %(value)s::json, %(number)s::integer, %(now)s::timestamptz)
+  ON CONFLICT (response_id, question_id) DO NOTHING
+  RETURNING id
+), choices AS (
+  INSERT INTO survey_answer_choices (answer_id, option_id, survey_id, question_id)
+  SELECT answer.id, chosen.option_id, %(survey_id)s::integer, %(question_id)s::varchar
+  FROM answer, unnest(%(option_ids)s::varchar[]) WITH ORDINALITY AS chosen(option_id, n)
+  ORDER BY chosen.n
+), traits AS (
+  INSERT INTO declared_traits (answer_id, response_id, dimension, value, declared_at)
+  SELECT answer.id, %(response_id)s::integer, declared.dimension, declared.value,
+         %(now)s::timestamptz
+  FROM answer, unnest(%(dimensions)s::varchar[], %(values)s::varchar[])
+       WITH ORDINALITY AS declared(dimension, value, n)
+  ORDER BY declared.n
+), moved AS (
+  UPDATE survey_responses
+  SET started_at = COALESCE(started_at, %(now)s::timestamptz),
+      next_question = %(next_question)s::varchar, completed_at = %(completed_at)s::timestamptz
+  WHERE id = %(response_id)s::integer AND EXISTS (SELECT 1 FROM answer)
+)
+SELECT id FROM answer"""
+
+
+def _same(value):
+    return value
+
+
+def _colon_style(sql: str) -> str:
+    """%(name)s (psycopg) as :name (sqlite3)."""
+    return re.sub(r"%\((\w+)\)s", r":\1", sql)
+
+
+class _StepSQL:
+    """The usual step's statements and value conversions for one dialect, made once."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.postgresql = dialect.name == "postgresql"
+        # The columns' own conversions, so that the rows are the ones the ORM would store.
+        time = UTCDateTime().dialect_impl(dialect)
+        self.time_in = time.bind_processor(dialect) or _same
+        self.time_out = time.result_processor(dialect, None) or _same
+        value = SurveyAnswer.__table__.c.value.type.dialect_impl(dialect)
+        self.json_in = value.bind_processor(dialect) or _same
+        if self.postgresql:
+            self.select_waiting = _SELECT_WAITING
+            self.write_step = _WRITE_STEP_POSTGRESQL
+        else:
+            self.select_waiting = _colon_style(_SELECT_WAITING)
+            self.insert_answer = _colon_style(_INSERT_ANSWER)
+            self.move_response = _colon_style(_MOVE_RESPONSE)
+            self.insert_choice = (
+                "INSERT INTO survey_answer_choices (answer_id, option_id, survey_id, question_id)"
+                " VALUES (?, ?, ?, ?)"
+            )
+            self.insert_trait = (
+                "INSERT INTO declared_traits"
+                " (answer_id, response_id, dimension, value, declared_at) VALUES (?, ?, ?, ?, ?)"
+            )
+
+
+_step_sqls: weakref.WeakKeyDictionary[Dialect, _StepSQL] = weakref.WeakKeyDictionary()
+
+
+def _step_sql(dialect: Dialect) -> _StepSQL:
+    sql = _step_sqls.get(dialect)
+    if sql is None:
+        sql = _step_sqls[dialect] = _StepSQL(dialect)
+    return sql
 
 
 def _record_consent(session: Session, response: SurveyResponse, email: str, now) -> None:
