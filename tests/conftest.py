@@ -207,6 +207,16 @@ def chromium():
 
 
 @pytest.fixture
+def expect(chromium):
+    """Playwright's auto-waiting assertions, waiting as long as pages do (a loaded CI machine
+    is slow); imported late so that a laptop without Playwright skips."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=10_000)
+    return expect
+
+
+@pytest.fixture
 def page(chromium):
     context = chromium.new_context()
     page = context.new_page()

@@ -18,14 +18,6 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def expect():
-    """Playwright's auto-waiting assertions; imported late so a laptop without it skips."""
-    from playwright.sync_api import expect
-
-    return expect
-
-
-@pytest.fixture
 def task_runner(app):
     """The in-process task runner the demo uses, polling the test database."""
     before = set(threading.enumerate())

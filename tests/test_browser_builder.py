@@ -15,13 +15,6 @@ pytestmark = pytest.mark.browser
 NEW_PROMPT = "Which yarn weight do you use most?"
 
 
-@pytest.fixture
-def expect():
-    from playwright.sync_api import expect
-
-    return expect
-
-
 def saved_survey() -> Survey:
     db.session.expire_all()
     return db.session.scalars(select(Survey)).one()

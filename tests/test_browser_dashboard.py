@@ -23,13 +23,6 @@ pytestmark = pytest.mark.browser
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 
 
-@pytest.fixture
-def expect():
-    from playwright.sync_api import expect
-
-    return expect
-
-
 def serious_problems(page, selector: str) -> list[str]:
     page.evaluate(AXE.read_text())
     result = page.evaluate("selector => axe.run(selector)", selector)

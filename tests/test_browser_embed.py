@@ -127,13 +127,6 @@ def responses() -> list[SurveyResponse]:
 # --- the browser -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def expect():
-    from playwright.sync_api import expect
-
-    return expect
-
-
 class Browsing:
     """Pages in fresh browser contexts; any script error on the shop's page fails the test."""
 

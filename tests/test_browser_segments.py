@@ -20,13 +20,6 @@ pytestmark = pytest.mark.browser
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 
 
-@pytest.fixture
-def expect():
-    from playwright.sync_api import expect
-
-    return expect
-
-
 def test_build_a_segment_watch_the_count_save_and_read_why(owner_page, live_server, expect):
     ada, bob, _, _ = shop()
     run_refresh(as_of=AS_OF)
