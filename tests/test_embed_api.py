@@ -343,7 +343,13 @@ def test_an_answer_needs_exactly_question_and_answer(client, key, survey, body):
 
 def test_a_forged_or_altered_token_is_refused(client, key, survey):
     token = token_for(client, key, survey)
-    for bad in (token[:-2] + "xx", "garbage", "a" * 300, response_token("0" * 32)[:-1] + "A"):
+    # Change the signature's first character: its last ones may carry only padding bits, so
+    # changing those can leave the decoded signature, and the token, valid.
+    payload, signature = token.rsplit(".", 1)
+    altered = f"{payload}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+    other, other_signature = response_token("0" * 32).rsplit(".", 1)
+    forged = f"{other}.{'B' if other_signature[0] == 'A' else 'A'}{other_signature[1:]}"
+    for bad in (altered, "garbage", "a" * 300, forged):
         response = answer(client, bad, "craft", ["knitting"])
         assert response.status_code == 403
         assert response.json["error"] == "invalid_token"
