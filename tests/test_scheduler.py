@@ -37,6 +37,7 @@ from webapp.scheduler.registry import (
     JobBusy,
 )
 from webapp.scheduler.runner import KeyClash, run_keyed, run_now, run_unrecorded
+from webapp.scheduler.status import next_run_of
 from webapp.segmentation.refresh import refresh_lock
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -249,6 +250,16 @@ def test_changing_or_resuming_a_schedule_takes_effect_from_now(app):
         schedules.update_schedule(REFRESH, "daily", "03:00", 0)
     with pytest.raises(schedules.ScheduleError, match="interval"):
         schedules.update_schedule(DISPATCHER, "daily", "03:00", 0)
+
+
+def test_other_pages_ask_when_the_refresh_runs_next_by_the_owners_schedule(app):
+    set_shop_zone("Europe/Berlin")
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    assert next_run_of("refresh", now) == datetime(2027, 1, 1, 2, tzinfo=UTC)
+    schedules.update_schedule(REFRESH, "monthly", "03:00", 0, now=now)
+    assert next_run_of("refresh", now) == datetime(2026, 12, 1, 2, tzinfo=UTC)
+    schedules.set_paused(REFRESH, True, now=now)
+    assert next_run_of("refresh", now) is None
 
 
 # --- the dispatcher ----------------------------------------------------------------------

@@ -63,7 +63,7 @@ class SchedulerProcess:
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
         self.app = app
         self.config = app.config
-        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.id = f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(3)}"
         self.stop = threading.Event()
         self.started_at = utcnow()
         self._running: dict[str, str] = {}  # job name -> key of the run under way

@@ -69,3 +69,11 @@ def overview(tz: ZoneInfo, now: datetime) -> list[JobStatus]:
             next_run = None
         rows.append(JobStatus(job, setting, describe(job, setting), next_run))
     return rows
+
+
+def next_run_of(name: str, now: datetime | None = None) -> datetime | None:
+    """When job ``name`` (e.g. "refresh") runs next by the owner's schedule, in UTC; None
+    when it is paused or not periodic. For pages that mention the next refresh."""
+    job = load_jobs()[name]
+    setting = schedules.ensure_settings(now)[name]
+    return schedules.next_run(job, setting, schedules.shop_timezone(), now or utcnow())

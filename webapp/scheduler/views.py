@@ -39,6 +39,8 @@ from webapp.scheduler.registry import Job, load_jobs
 from webapp.scheduler.runner import run_now
 from webapp.scheduler.status import JobStatus, is_alive, latest_heartbeat, overview
 from webapp.settings import normalise_hhmm
+from webapp.shop import shop_timezone
+from webapp.web import format_datetime
 
 log = logging.getLogger(__name__)
 bp = Blueprint("schedule", __name__)
@@ -156,7 +158,7 @@ def run_duration_ms(run) -> int | None:
 
 def render_page(forms: dict | None = None):
     now = utcnow()
-    tz = schedules.shop_timezone()
+    tz = shop_timezone()
     beat = latest_heartbeat()
     return render_template(
         "schedule/index.html",
@@ -208,7 +210,7 @@ def edit(name: str):
     setting = schedules.update_schedule(
         job, form.frequency.data, form.at_time.data, form.weekday.data
     )
-    tz = schedules.shop_timezone()
+    tz = shop_timezone()
     nxt = schedules.next_run(job, setting, tz, utcnow())
     when = f" Next run: {nxt.astimezone(tz):%Y-%m-%d %H:%M %Z}." if nxt else ""
     flash(f"{job.title}: {schedules.schedule_of(setting).describe()}.{when}", "success")
@@ -352,9 +354,7 @@ def _job_trigger(trigger: str) -> str:
 @bp.app_template_filter("zoned")
 def _zoned(moment: datetime | None) -> str:
     """A UTC time in the shop's zone, with the zone's abbreviation: 2027-01-01 03:00 CET."""
-    if moment is None:
-        return ""
-    return f"{moment.astimezone(schedules.shop_timezone()):%Y-%m-%d %H:%M %Z}"
+    return format_datetime(moment, "%Y-%m-%d %H:%M %Z")
 
 
 @bp.app_template_global("run_duration_ms")
