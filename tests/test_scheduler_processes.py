@@ -253,10 +253,11 @@ def test_a_scheduler_killed_mid_refresh_is_finished_once_by_the_next(
     key = due_quarter()
     marker = tmp_path / "stalled"
     stalled = start_scheduler(stall=(marker, 600))
-    other = start_scheduler() if finisher == "the other scheduler" else None
-    running = [s for s in (stalled, other) if s]
-    wait_for("the refresh to reach its swap", marker.exists, *running)
+    wait_for("the refresh to reach its swap", marker.exists, stalled)
     killed_run_id = int(marker.read_text())
+    other = start_scheduler() if finisher == "the other scheduler" else None
+    if other is not None:
+        wait_for("the other scheduler's heartbeat", lambda: len(heartbeats()) == 2, other)
 
     # Mid-run: the new run's memberships are written, yet readers still see the previous
     # run; and the other scheduler leaves the run to the live one holding it.
@@ -322,7 +323,7 @@ def test_sigterm_waits_for_the_job_under_way(app, start_scheduler, tmp_path):
     a_shop_with_segments()
     key = due_quarter()
     marker = tmp_path / "stalled"
-    scheduler = start_scheduler(stall=(marker, 3))
+    scheduler = start_scheduler(stall=(marker, 5))
     wait_for("the refresh to be under way", marker.exists, scheduler)
 
     scheduler.process.send_signal(signal.SIGTERM)
