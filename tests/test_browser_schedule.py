@@ -21,13 +21,6 @@ NEW_YORK = "America/New_York"
 
 
 @pytest.fixture
-def expect():
-    from playwright.sync_api import expect
-
-    return expect
-
-
-@pytest.fixture
 def scheduler(app):
     """The scheduler the demo runs in its own process, polling the test database."""
     process = start_in_process(app)
