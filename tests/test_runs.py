@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 from tests.conftest import csrf_from
 from tests.factories import add_customer, add_order
 from tests.test_refresh import AS_OF, small_shop
-from webapp import runs, tasks
+from webapp import tasks
 from webapp.extensions import db
 from webapp.models import RefreshRun, Segment, SegmentRunStat, Task
-from webapp.runs import duration_words, next_scheduled_refresh, start_refresh
+from webapp.runs import duration_words
 from webapp.segmentation import refresh
 from webapp.segmentation.refresh import refresh_lock, run_refresh
 
@@ -43,21 +43,6 @@ def poll(client, task: Task):
 
 
 # --- pure helpers --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "today, expected",
-    [
-        (date(2026, 11, 23), date(2027, 1, 1)),
-        (date(2026, 12, 31), date(2027, 1, 1)),
-        (date(2027, 1, 1), date(2027, 4, 1)),
-        (date(2027, 3, 31), date(2027, 4, 1)),
-        (date(2027, 6, 30), date(2027, 7, 1)),
-        (date(2027, 9, 30), date(2027, 10, 1)),
-    ],
-)
-def test_the_next_scheduled_refresh_is_the_next_first_day_of_a_quarter(today, expected):
-    assert next_scheduled_refresh(today) == expected
 
 
 @pytest.mark.parametrize(
@@ -96,7 +81,7 @@ def test_the_list_shows_every_run_with_its_status(owner_client):
     assert f"#{done.id} live" in text
     assert "command line 2025-06-30 done" in text
     assert f"{duration_words(done.duration_ms)} 3" in text  # its duration, then 3 customers
-    assert "quarterly schedule 2025-06-30 failed: RuntimeError: disk full" in text
+    assert "schedule 2025-06-30 failed: RuntimeError: disk full" in text
     assert "Refresh now button 2025-06-30 running: RFM scores" in text
 
 
@@ -225,7 +210,9 @@ def test_refresh_now_queues_one_task_and_shows_its_progress(owner_client):
     (task,) = refresh_tasks()
     assert response.status_code == 303
     assert response.headers["Location"] == f"/refresh/tasks/{task.id}"
-    assert task.params == {"trigger": "browser"} and task.status == "queued"
+    # A run of the scheduler's refresh job: its lock, and a manual: key in its ledger.
+    assert task.params["trigger"] == "browser" and task.params["job"] == "refresh"
+    assert task.key.startswith("manual:") and task.status == "queued"
     page = owner_client.get(response.headers["Location"])
     assert "Waiting to start" in text_of(page)
     assert f'hx-get="/refresh/tasks/{task.id}"' in page.get_data(as_text=True)
@@ -241,15 +228,6 @@ def test_refresh_now_twice_makes_one_task(owner_client):
     assert "A refresh is already under way" in text_of(follow)
     home = text_of(owner_client.get("/"))
     assert "A refresh is queued. Follow its progress" in home
-
-
-def test_two_presses_at_the_same_moment_make_one_task(app, monkeypatch):
-    tasks.enqueue("refresh", {"trigger": "browser"}, key="refresh:browser:after-0")
-    # The other press committed its task just after this one looked for a task under way.
-    monkeypatch.setattr(runs, "active_refresh_task", lambda: None)
-    task, _ = start_refresh()
-    assert task.key == "refresh:browser:after-0"
-    assert len(refresh_tasks()) == 1
 
 
 def test_after_a_finished_refresh_the_button_queues_a_new_one(owner_client):

@@ -1,33 +1,32 @@
 """Refresh runs in the browser: every run, one run's counts and movement, and "Refresh now".
 
-"Refresh now" never computes inside the request: it queues the "refresh" task
-(webapp.segmentation.refresh.refresh_task) for the task runner, and the task page polls its
-progress. A refresh already queued or running is shown instead of queueing another.
+"Refresh now" never computes inside the request: it queues a run of the scheduler's refresh
+job (webapp.scheduler.runner.run_now: a `manual:` key, the job's lock and ledger) for the
+task runner, and the task page polls its progress. A refresh already queued or running is
+shown instead of queueing another.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from webapp.extensions import db, htmx
 from webapp.models import RefreshRun, Segment, SegmentRunStat, Task
 from webapp.segmentation import rfm
 from webapp.segmentation.refresh import current_run_id
-from webapp.tasks import enqueue
 
 bp = Blueprint("runs", __name__, url_prefix="/refresh")
 
 REFRESH_KIND = "refresh"
 PAGE_SIZE = 50
-QUARTER_MONTHS = (1, 4, 7, 10)
 TRIGGERS = {
     "browser": "Refresh now button",
     "cli": "command line",
-    "schedule": "quarterly schedule",
+    "schedule": "schedule",
+    "manual": "Schedule page (run now)",
 }
 LIFECYCLE_ORDER = ("prospect", "new", "active", "lapsed", "churned")
 BEHAVIOURS = {
@@ -63,21 +62,15 @@ def active_refresh_task() -> Task | None:
 
 def start_refresh(trigger: str = "browser") -> tuple[Task, bool]:
     """Queue a refresh unless one is queued or running: (the task, whether it was queued
-    now rather than found).
+    now rather than found). Two refreshes never overlap whatever happens: the job's lock
+    and the refresh's own lock see to that."""
+    from webapp.scheduler.jobs import REFRESH
+    from webapp.scheduler.runner import run_now
 
-    The key names the latest finished refresh task, so two presses at the same moment, both
-    finding nothing under way, make one task (the key is unique); the first press after
-    that task has finished makes a new one.
-    """
     if (task := active_refresh_task()) is not None:
         return task, False
-    finished = db.session.scalar(
-        select(func.max(Task.id)).where(
-            Task.kind == REFRESH_KIND, Task.status.in_(("done", "failed"))
-        )
-    )
-    key = f"refresh:{trigger}:after-{finished or 0}"
-    return enqueue(REFRESH_KIND, {"trigger": trigger}, key=key), True
+    run = run_now(REFRESH, trigger=trigger)
+    return db.session.get(Task, run.task_id), True
 
 
 def run_of_task(task: Task) -> RefreshRun | None:
@@ -111,14 +104,6 @@ def current_run() -> RefreshRun | None:
 
 def latest_run() -> RefreshRun | None:
     return db.session.scalar(select(RefreshRun).order_by(RefreshRun.id.desc()).limit(1))
-
-
-def next_scheduled_refresh(today: date) -> date:
-    """The next 1 Jan/Apr/Jul/Oct after `today` (the shop's day): the quarterly refresh."""
-    for month in QUARTER_MONTHS:
-        if date(today.year, month, 1) > today:
-            return date(today.year, month, 1)
-    return date(today.year + 1, 1, 1)
 
 
 @dataclass

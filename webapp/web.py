@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from webapp import runs
 from webapp.extensions import db
 from webapp.models import Customer, Order, Survey, Task
+from webapp.scheduler.status import next_run_of
 from webapp.segmentation import rfm
 from webapp.shop import get_shop, shop_timezone
 from webapp.surveys.stats import ResultsFilter, funnel
@@ -65,7 +66,6 @@ def dashboard() -> dict:
     run = runs.current_run()
     latest = runs.latest_run()
     counts = (run.counts or {}) if run else {}
-    today = datetime.now(shop_timezone()).date()
     return {
         "run": run,
         # A run after the current one that failed or is under way, to say so.
@@ -78,7 +78,7 @@ def dashboard() -> dict:
             for key, label in runs.BEHAVIOURS.items()
         ],
         "active_task": runs.active_refresh_task(),
-        "next_refresh": runs.next_scheduled_refresh(today),
+        "next_refresh": next_run_of("refresh"),  # None while the owner has paused it
         "survey_rates": survey_rates(),
     }
 

@@ -26,7 +26,12 @@ from webapp.segmentation.refresh import RefreshBusy, run_refresh
 log = logging.getLogger("webapp.scheduler")
 
 # RefreshRun.trigger of each way a refresh job starts ("schedule" covers catching up).
-REFRESH_TRIGGERS = {"schedule": "schedule", "catch-up": "schedule", "cli": "cli"}
+REFRESH_TRIGGERS = {
+    "schedule": "schedule",
+    "catch-up": "schedule",
+    "cli": "cli",
+    "browser": "browser",
+}
 
 
 def refresh(context: JobContext) -> dict:
