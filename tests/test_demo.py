@@ -26,6 +26,8 @@ from webapp.models import (
     Order,
     OrderLine,
     Product,
+    RefreshRun,
+    Segment,
     ShopSettings,
     Survey,
     SurveyAnswer,
@@ -39,7 +41,7 @@ SHOPIFY_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}$")
 def counts() -> dict[str, int]:
     return {
         model.__name__: db.session.scalar(select(func.count()).select_from(model))
-        for model in (Customer, Order, OrderLine, Product, User)
+        for model in (Customer, Order, OrderLine, Product, User, Segment, RefreshRun)
     }
 
 
@@ -61,6 +63,11 @@ def test_demo_builds_the_shop_and_a_second_run_adds_nothing(runner):
     shop = db.session.get(ShopSettings, 1)
     assert (shop.name, shop.timezone) == (DEMO_SHOP_NAME, "America/New_York")
     assert db.session.scalar(select(func.max(Order.placed_at))) <= datetime.now(UTC)
+    # The template segments and a first refresh, for the dashboard and the segment pages.
+    assert first["Segment"] >= 20 and first["RefreshRun"] == 1
+    run = db.session.scalars(select(RefreshRun)).one()
+    assert run.status == "done" and run.counts["customers"] == 60
+    assert len(run.counts["segments"]) == first["Segment"]
 
     again = runner.invoke(args=["demo", "--no-serve", "--customers", "60"])
 

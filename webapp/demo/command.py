@@ -57,6 +57,7 @@ def demo_command(
 
     if not demo_surveys_built(db.session):
         build_surveys(seed)
+    build_segments()
     created = ensure_demo_login()
     shop_url = allow_shop_origin(host, shop_port)
     url = f"http://{host}:{port}/"
@@ -144,6 +145,25 @@ def build_surveys(seed: int) -> None:
         f"Surveys: {made['surveys']} published, {made['responses']:,} responses, "
         f"{made['answers']:,} answers ({time.monotonic() - started:.1f} s)"
     )
+
+
+def build_segments() -> None:
+    """The template segments and a first refresh, so that the dashboard, the RFM grid and
+    the segment pages have something to show; both are kept when the demo starts again."""
+    from webapp.models import Segment
+    from webapp.segmentation import segments
+    from webapp.segmentation.refresh import current_run_id, run_refresh
+
+    if db.session.scalar(select(func.count(Segment.id))) == 0:
+        added = segments.install_templates(db.session)
+        click.echo(f"Segments: {len(added)} from the templates")
+    if current_run_id() is None:
+        started = time.monotonic()
+        run = run_refresh(trigger="cli")
+        click.echo(
+            f"Refresh: {run.counts['customers']:,} profiles and "
+            f"{len(run.counts.get('segments', {}))} segments ({time.monotonic() - started:.1f} s)"
+        )
 
 
 def allow_shop_origin(host: str, shop_port: int) -> str:
