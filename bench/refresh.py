@@ -321,6 +321,47 @@ LIVE_TREES = {
 }  # fmt: skip
 
 
+def time_pages(app) -> dict:
+    """Median server time of the owner's pages at this scale (test client, logged in):
+    the dashboard, the segments list, the largest segment's page, and the customer page of
+    the customer with the most orders (goal: under 300 ms each)."""
+    from sqlalchemy import select
+
+    from webapp.auth import create_user
+    from webapp.models import Customer, SegmentRunStat, User
+
+    user = db.session.scalar(select(User).limit(1)) or create_user(
+        "bench@example.com", "bench-password", role="owner"
+    )
+    db.session.commit()
+    biggest = db.session.scalar(
+        select(SegmentRunStat.segment_id).order_by(SegmentRunStat.members.desc()).limit(1)
+    )
+    busiest = db.session.scalar(select(Customer.id).order_by(Customer.orders_count.desc()))
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["_user_id"] = str(user.id)
+        session["_fresh"] = True
+    pages = {
+        "dashboard": "/",
+        "segments": "/segments/",
+        "segment": f"/segments/{biggest}",
+        "segment count": f"/segments/{biggest}/count",
+        "customer": f"/customers/{busiest}",
+        "customer segments": f"/segments/for-customer/{busiest}",
+    }
+    timings = {}
+    for name, path in pages.items():
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            response = client.get(path)
+            times.append(time.perf_counter() - t0)
+            assert response.status_code == 200, (path, response.status_code)
+        timings[name] = round(statistics.median(times) * 1000)
+    return timings
+
+
 def time_refresh(url: str) -> tuple[float, dict]:
     from sqlalchemy import func, select
 
@@ -357,6 +398,7 @@ def time_refresh(url: str) -> tuple[float, dict]:
             "segments": len(run.counts.get("segments", {})),
             "segments_s": round((segments_ms or 0) / 1000, 2),
             "live_count_s": live,
+            "pages_ms": time_pages(app),
         }
         db.session.remove()
         db.engine.dispose()

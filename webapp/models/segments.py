@@ -35,7 +35,12 @@ class SegmentMember(db.Model):
     """A customer in a segment as of a run."""
 
     __tablename__ = "segment_members"
-    __table_args__ = (Index("ix_segment_members_customer", "run_id", "customer_id"),)
+    # Covering, so that a customer's segments and the overlap of two segments (a self-join
+    # on the customer) read this index alone; SQLite would otherwise pair rows through the
+    # primary key, segment by segment, quadratically.
+    __table_args__ = (
+        Index("ix_segment_members_customer", "run_id", "customer_id", "segment_id"),
+    )
 
     run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     segment_id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -25,7 +25,7 @@ def upgrade():
     sa.PrimaryKeyConstraint('run_id', 'segment_id', 'customer_id', name=op.f('pk_segment_members'))
     )
     with op.batch_alter_table('segment_members', schema=None) as batch_op:
-        batch_op.create_index('ix_segment_members_customer', ['run_id', 'customer_id'], unique=False)
+        batch_op.create_index('ix_segment_members_customer', ['run_id', 'customer_id', 'segment_id'], unique=False)
 
     op.create_table('segment_run_stats',
     sa.Column('run_id', sa.Integer(), nullable=False),
