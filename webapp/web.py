@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from webapp import runs
 from webapp.extensions import db
-from webapp.models import Customer, Order, Survey, Task
+from webapp.models import Customer, Survey, Task
 from webapp.scheduler.status import next_run_of
 from webapp.segmentation import rfm
 from webapp.shop import get_shop, shop_timezone
@@ -22,15 +22,16 @@ bp = Blueprint("web", __name__)
 
 @bp.route("/")
 def home():
-    stats = {
-        "customers": db.session.scalar(select(func.count(Customer.id))),
-        "orders": db.session.scalar(select(func.count(Order.id))),
-        "revenue_cents": db.session.scalar(
-            select(func.coalesce(func.sum(Order.total_cents - Order.refunded_cents), 0)).where(
-                Order.cancelled_at.is_(None)
-            )
-        ),
-    }
+    # From the totals every import keeps per customer (orders not cancelled, net of
+    # refunds): one pass over customers instead of two over ten times as many orders.
+    customers, orders, revenue = db.session.execute(
+        select(
+            func.count(Customer.id),
+            func.coalesce(func.sum(Customer.orders_count), 0),
+            func.coalesce(func.sum(Customer.spent_cents), 0),
+        )
+    ).one()
+    stats = {"customers": customers, "orders": orders, "revenue_cents": revenue}
     recent_tasks = db.session.scalars(select(Task).order_by(Task.id.desc()).limit(5)).all()
     return render_template("home.html", stats=stats, recent_tasks=recent_tasks, **dashboard())
 
