@@ -1,15 +1,18 @@
 """Extensions, created unbound and initialised by create_app()."""
 
 import time
+from collections.abc import Callable
+from functools import lru_cache, wraps
 
+from flask import abort, current_app, g, request
 from flask_htmx import HTMX
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
-from limits.storage import MemoryStorage
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -27,27 +30,15 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
-login_manager = LoginManager()
-csrf = CSRFProtect()
-htmx = HTMX()
-# Only the public survey endpoints are limited (per visitor address; ProxyFix makes it the
-# visitor's behind a proxy). Storage: RATELIMIT_STORAGE_URI.
-limiter = Limiter(key_func=get_remote_address)
-
-
 class SweepingMemoryStorage(MemoryStorage):
     """memory:// (one process's counts) that sweeps expired counters as hits arrive.
 
     The stock memory storage starts a timer thread whenever its last one has finished, which
     under steady traffic is nearly every hit: about a tenth of an answer's cost. A counter's
     expiry is already checked when it is read, so the sweep only bounds memory, and every
-    SWEEP_SECONDS during a hit is plenty. Registered under the "memory" scheme, so it is what
-    RATELIMIT_STORAGE_URI=memory:// (the default) gives.
+    SWEEP_SECONDS during a hit is plenty.
     """
 
-    STORAGE_SCHEME = ["memory"]
     SWEEP_SECONDS = 10.0
 
     def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options) -> None:
@@ -63,3 +54,69 @@ class SweepingMemoryStorage(MemoryStorage):
         if now >= self._next_sweep:
             self._next_sweep = now + self.SWEEP_SECONDS
             self._MemoryStorage__expire_events()
+
+
+class RateLimiter:
+    """Limits for the public survey endpoints: so many requests per visitor address.
+
+    Counted with `limits` (the library under Flask-Limiter) in RATELIMIT_STORAGE_URI: one
+    fixed window per address and endpoint, as Flask-Limiter counted them; RATELIMIT_ENABLED
+    turns it off. A refused request is a 429, and `retry_after()` says when the window ends.
+    Flask-Limiter itself is not used: it checked every request of the app twice (in
+    before_request and in the decorator) through generic machinery that cost more than the
+    count; this is one storage call per limited request. The visitor's address is
+    request.remote_addr (ProxyFix makes it the visitor's behind a proxy).
+    """
+
+    def init_app(self, app) -> None:
+        uri = app.config["RATELIMIT_STORAGE_URI"]
+        # memory:// is counted per process (with several workers, use Redis: docs/operations.md)
+        storage: Storage = (
+            SweepingMemoryStorage() if uri.startswith("memory://") else storage_from_string(uri)
+        )
+        app.extensions["patchwork_rate_limiter"] = FixedWindowRateLimiter(storage)
+
+    def limit(self, limit_value: Callable[[], str]) -> Callable[[Callable], Callable]:
+        """Decorate a view: at most `limit_value()` (e.g. "120 per minute") per address."""
+
+        def decorate(view: Callable) -> Callable:
+            scope = f"{view.__module__}.{view.__name__}"
+
+            @wraps(view)
+            def limited(*args, **kwargs):
+                if current_app.config["RATELIMIT_ENABLED"]:
+                    self._count(scope, limit_value())
+                return view(*args, **kwargs)
+
+            return limited
+
+        return decorate
+
+    @staticmethod
+    def _count(scope: str, limit_value: str) -> None:
+        strategy: FixedWindowRateLimiter = current_app.extensions["patchwork_rate_limiter"]
+        address = request.remote_addr or "127.0.0.1"
+        for item in _parsed_limits(limit_value):
+            if not strategy.hit(item, address, scope):
+                g.rate_limit_reset_at = strategy.get_window_stats(item, address, scope).reset_time
+                abort(429)
+
+    @staticmethod
+    def retry_after() -> int:
+        """Seconds until the limit this request hit lets its address in again."""
+        reset_at = g.get("rate_limit_reset_at")
+        return 60 if reset_at is None else max(1, int(reset_at) - int(time.time()))
+
+
+@lru_cache(maxsize=16)
+def _parsed_limits(limit_value: str) -> tuple[RateLimitItem, ...]:
+    return tuple(parse_many(limit_value))
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+htmx = HTMX()
+# Only the public survey endpoints are limited: see RateLimiter.
+limiter = RateLimiter()

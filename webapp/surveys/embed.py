@@ -138,7 +138,10 @@ def _cap_shopper_bodies() -> None:
 def _allow_shop_origin(response: Response) -> Response:
     if request.endpoint == "embed.loader":
         return response
-    response.vary.add("Origin")
+    if "Vary" in response.headers:
+        response.vary.add("Origin")
+    else:  # the usual case, without parsing a header that is not there
+        response.headers["Vary"] = "Origin"
     origin = request.headers.get("Origin")
     # An answer taken the quick way has checked the origin already, without the settings row.
     if origin and (g.get("origin_checked") == origin or origin_allowed(get_shop(), origin)):
@@ -376,12 +379,10 @@ def _answer_quickly(token: str) -> Response | None:
         if waiting is None or not origin_allowed_by(waiting.allowed_origins, origin):
             return None
         step = quick.record(waiting, data["question"], data["answer"])
-        if step is None:
-            return None
-        reply = jsonify({"next": step.next_question, "completed": step.completed})
-        quick.commit()
+    if step is None:
+        return None
     g.origin_checked = origin
-    return reply
+    return jsonify({"next": step.next_question, "completed": step.completed})
 
 
 @bp.route("/embed/r/<token>/dismiss", methods=["POST", "OPTIONS"])

@@ -45,18 +45,13 @@ def _survey_rate_limit() -> str:
 
 
 def rate_limited(view: Callable) -> Callable:
-    """Limit a public view to SURVEY_RATE_LIMIT per visitor address (Flask-Limiter)."""
+    """Limit a public view to SURVEY_RATE_LIMIT per visitor address (see RateLimiter)."""
     return limiter.limit(_survey_rate_limit)(view)
 
 
 def retry_after_seconds() -> int:
     """Seconds until the limit that was just hit lets this address in again."""
-    import time
-
-    current = limiter.current_limit
-    if current is None:
-        return 60
-    return max(1, current.reset_at - int(time.time()))
+    return limiter.retry_after()
 
 
 @lru_cache(maxsize=256)  # the same few origins arrive with every request
