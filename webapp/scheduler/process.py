@@ -70,6 +70,11 @@ class SchedulerProcess:
         self._running_lock = threading.Lock()
         self._applied: dict[str, tuple] = {}  # job name -> the settings its timer was made of
         self._sync_lock = threading.Lock()
+        # Held by each heartbeat and sync for all its work. APScheduler's shutdown(wait=True)
+        # holds the job-store lock while it waits for the pool's threads, so one of these
+        # still touching the scheduler then would wait on that lock for ever: shutdown takes
+        # this lock first, and afterwards they see `stop` and touch nothing.
+        self._control_lock = threading.Lock()
         self.scheduler = BackgroundScheduler(
             executors={
                 "default": ThreadPoolExecutor(4),
@@ -117,6 +122,8 @@ class SchedulerProcess:
     def shutdown(self) -> None:
         """Stop firing, let the runs under way finish, then say so in the heartbeat."""
         self.stop.set()
+        with self._control_lock:
+            pass  # a heartbeat or sync under way has finished; later ones do nothing
         running = self.running()
         if running:
             log.info("scheduler %s stopping: waiting for %s", self.id, ", ".join(running))
@@ -220,15 +227,16 @@ class SchedulerProcess:
     # --- upkeep --------------------------------------------------------------------------
 
     def _control(self, what: str) -> None:
-        if self.stop.is_set():
-            return
-        with self.app.app_context():
-            try:
-                self.beat() if what == "heartbeat" else self.sync()
-            except Exception:
-                log.exception("scheduler %s failed", what)
-            finally:
-                db.session.remove()
+        with self._control_lock:
+            if self.stop.is_set():
+                return
+            with self.app.app_context():
+                try:
+                    self.beat() if what == "heartbeat" else self.sync()
+                except Exception:
+                    log.exception("scheduler %s failed", what)
+                finally:
+                    db.session.remove()
 
     def sync(self) -> None:
         """Bring the timers in line with the database, and fire what is due but not done."""
