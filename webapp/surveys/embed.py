@@ -138,10 +138,10 @@ def _cap_shopper_bodies() -> None:
 def _allow_shop_origin(response: Response) -> Response:
     if request.endpoint == "embed.loader":
         return response
-    if "Vary" in response.headers:
+    if any(name.lower() == "vary" for name, _ in response.headers):
         response.vary.add("Origin")
-    else:  # the usual case, without parsing a header that is not there
-        response.headers["Vary"] = "Origin"
+    else:  # the usual case: no header to parse and merge with
+        response.headers.add("Vary", "Origin")
     origin = request.headers.get("Origin")
     # An answer taken the quick way has checked the origin already, without the settings row.
     if origin and (g.get("origin_checked") == origin or origin_allowed(get_shop(), origin)):
