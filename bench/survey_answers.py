@@ -12,7 +12,9 @@ gunicorn settings (2 sync workers), wrk drives for --seconds at --connections:
 
 Afterwards it counts the rows: every acknowledged (200) answer must be in the database.
 Goal (issue 3): answers >= 70% of the ceiling's requests/s, p99 < 50 ms, zero errors.
-Also prints the gzipped size of the embed loader (goal: at most 5 KB).
+Also prints the gzipped size of the embed loader (goal: at most 5 KB), and the CPU time per
+request of both targets (under gunicorn from /proc, and in-process with bench/answers_cpu.py),
+which a busy machine changes far less than requests/s.
 """
 
 from __future__ import annotations
