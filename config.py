@@ -56,7 +56,7 @@ class Config:
     # it every login would come from the proxy's address and share one failure count.
     PROXY_COUNT: int = 0
     WTF_CSRF_TIME_LIMIT: int | None = None
-    # The public survey endpoints (embed config, responses, answers): Flask-Limiter's storage
+    # The public survey endpoints (embed config, responses, answers): the rate limit's storage
     # (memory:// counts per process; use redis://host:6379 with several workers) and the limit
     # per visitor address. SURVEY_MAX_BODY_BYTES caps their request bodies.
     RATELIMIT_ENABLED: bool = True

@@ -431,7 +431,7 @@ def limited_app(database_url, tmp_path, request):
 
 def _require_redis() -> None:
     try:
-        import redis  # noqa: F401  (the client Flask-Limiter's Redis storage uses)
+        import redis  # noqa: F401  (the client the rate limit's Redis storage uses)
     except ImportError:
         unavailable("The redis client is not installed (pip install -e '.[test]')")
     try:
