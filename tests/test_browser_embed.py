@@ -449,9 +449,6 @@ def test_focus_moves_in_stays_in_and_comes_back(live_server, shop_site, shop, br
     expect(page.locator("patchwork-survey iframe")).to_have_css("height", "222px")
     expect(dialog).to_be_visible()
 
-    # Escape from the dialog's own button: pressed inside the iframe, the key's keyup can go
-    # to a frame the close has just removed, and Playwright's press then waits for ever.
-    dialog.locator("button").first.focus()
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
     assert page.evaluate("document.activeElement.id") == "search"
