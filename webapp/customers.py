@@ -500,7 +500,7 @@ def index():
     return response
 
 
-def _customer_or_404(customer_id: int) -> Customer:
+def customer_or_404(customer_id: int) -> Customer:
     customer = db.session.get(Customer, customer_id) if customer_id <= _MAX_INT else None
     if customer is None:
         abort(404, "There is no such customer.")
@@ -522,12 +522,12 @@ def _render_customer(customer: Customer, form: EraseForm) -> str:
 
 @bp.get("/<int:customer_id>")
 def show(customer_id: int):
-    return _render_customer(_customer_or_404(customer_id), EraseForm())
+    return _render_customer(customer_or_404(customer_id), EraseForm())
 
 
 @bp.get("/<int:customer_id>/export")
 def export(customer_id: int):
-    customer = _customer_or_404(customer_id)
+    customer = customer_or_404(customer_id)
     body = json.dumps(export_customer(customer), indent=2, ensure_ascii=False)
     return Response(
         body,
@@ -541,7 +541,7 @@ def export(customer_id: int):
 
 @bp.post("/<int:customer_id>/erase")
 def erase(customer_id: int):
-    customer = _customer_or_404(customer_id)
+    customer = customer_or_404(customer_id)
     show_url = url_for("customers.show", customer_id=customer.id)
     if customer.erased_at is not None:
         flash(f"Customer #{customer.id} was already erased.")

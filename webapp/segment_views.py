@@ -15,8 +15,9 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from webapp.customers import customer_or_404
 from webapp.extensions import db, htmx
-from webapp.models import Customer, RefreshRun, Segment, SegmentMember, SegmentRunStat
+from webapp.models import RefreshRun, Segment, SegmentRunStat
 from webapp.segment_forms import (
     FIELD_GROUPS,
     BuilderChoices,
@@ -72,14 +73,14 @@ class SegmentRow:
 def segment_rows(run: RefreshRun | None) -> list[SegmentRow]:
     """Every segment by name, with its figures at the current run."""
     all_segments = db.session.scalars(select(Segment).order_by(Segment.name)).all()
+    names = {segment.id: segment.name for segment in all_segments}
     if run is not None:  # one query; figures() then finds each row in the session
         db.session.scalars(select(SegmentRunStat).where(SegmentRunStat.run_id == run.id)).all()
     rows = []
     for segment in all_segments:
         found = segments.figures(db.session, segment.id, run) if run else None
-        rows.append(
-            SegmentRow(segment, found, segments.warnings(db.session, found) if found else [])
-        )
+        notes = segments.warnings(db.session, found, names) if found else []
+        rows.append(SegmentRow(segment, found, notes))
     return rows
 
 
@@ -187,10 +188,8 @@ def builder_context(
 
 
 # Names the templates use to draw the tree.
-@bp.app_context_processor
+@bp.context_processor
 def _builder_helpers() -> dict:
-    if request.blueprint != "segments":
-        return {}
     return {
         "FIELDS": FIELDS,
         "FIELD_GROUPS": FIELD_GROUPS,
@@ -417,20 +416,12 @@ class CustomerSegment:
 @bp.get("/for-customer/<int:customer_id>")
 def for_customer(customer_id: int):
     """Every segment for one customer, theirs first, each with why: a fragment."""
-    customer = db.session.get(Customer, customer_id)
-    if customer is None:
-        abort(404, "There is no such customer.")
+    customer = customer_or_404(customer_id)
     scope, run = current()
     rows: list[CustomerSegment] = []
     if scope is not None and customer.erased_at is None:
         names = BuilderChoices(db.session, run).survey_names
-        theirs = set(
-            db.session.scalars(
-                select(SegmentMember.segment_id).where(
-                    SegmentMember.run_id == run.id, SegmentMember.customer_id == customer.id
-                )
-            )
-        )
+        theirs = {s.id for s in segments.customer_segments(db.session, customer.id, run.id)}
         counted = set(
             db.session.scalars(
                 select(SegmentRunStat.segment_id).where(SegmentRunStat.run_id == run.id)

@@ -15,7 +15,7 @@ from webapp.models import Customer, Survey, Task
 from webapp.scheduler.status import next_run_of
 from webapp.segmentation import rfm
 from webapp.shop import get_shop, shop_timezone
-from webapp.surveys.stats import ResultsFilter, funnel
+from webapp.surveys.manage import active_surveys, response_counts
 
 bp = Blueprint("web", __name__)
 
@@ -49,15 +49,12 @@ class SurveyRate:
 
 def survey_rates() -> list[SurveyRate]:
     """Shown, completed and the completion rate of every active survey, all time."""
-    surveys = db.session.scalars(
-        select(Survey)
-        .where(Survey.status == "active", Survey.published.is_not(None))
-        .order_by(Survey.id)
-    )
+    counts = response_counts(db.session)  # one grouped query for every survey
     rates = []
-    for survey in surveys:
-        counted = funnel(db.session, survey.id, ResultsFilter())
-        rates.append(SurveyRate(survey, counted.shown, counted.completed))
+    for survey in active_surveys(db.session):
+        if survey.published is not None:
+            shown, _, completed = counts.get(survey.id, (0, 0, 0))
+            rates.append(SurveyRate(survey, shown, completed))
     return rates
 
 

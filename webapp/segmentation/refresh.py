@@ -162,7 +162,7 @@ def _compute_and_swap(engine: Engine, run: RefreshRun, shop: ShopSettings, progr
     with engine.connect() as conn:
         try:
             ctx = _context(conn, run, shop, grid, exit_surveys, previous)
-            counts, movement = _compute(conn, ctx, previous, progress)
+            counts, movement = _compute(conn, ctx, progress)
             # The swap: one short UPDATE. Until it commits, readers see the previous run.
             swapped = conn.execute(
                 update(RefreshRun)
@@ -202,12 +202,12 @@ STEPS: tuple[tuple[str, Callable[[Connection, RunContext], None]], ...] = (
 )
 
 
-def _compute(conn: Connection, ctx: RunContext, previous: int | None, progress) -> tuple:
+def _compute(conn: Connection, ctx: RunContext, progress) -> tuple:
     _tune(conn, ctx)
     for index, (name, step) in enumerate(STEPS):
         _report(ctx.run_id, index, len(STEPS), name, progress)
         step(conn, ctx)
-    return {**_counts(conn), **ctx.notes}, _movement(conn, previous)
+    return {**_counts(conn), **ctx.notes}, _movement(conn, ctx.previous_run_id)
 
 
 def _context(
