@@ -69,10 +69,6 @@ class JobRun(db.Model):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a failure seen
     pruned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # details removed
 
-    @property
-    def finished(self) -> bool:
-        return self.status in ("done", "failed", "busy")
-
 
 class SchedulerHeartbeat(db.Model):
     """A scheduler process, as it last reported itself: /healthz and the Schedule page say

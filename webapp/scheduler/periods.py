@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 
 FREQUENCIES = ("quarterly", "monthly", "weekly", "daily")
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -23,13 +22,13 @@ from flask import (
 )
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from wtforms import IntegerField, SelectField, StringField, ValidationError
 from wtforms.fields import SelectChoice
 from wtforms.validators import InputRequired, NumberRange
 
-from webapp.auth import public
+from webapp.auth import public, safe_next
 from webapp.extensions import db, htmx
 from webapp.models import JobRun, JobSetting, RefreshRun, Task
 from webapp.models._types import utcnow
@@ -199,6 +198,11 @@ def index():
     return render_page()
 
 
+def _back_to(job: Job):
+    """After a change, back to the job's place on the Schedule page."""
+    return redirect(url_for("schedule.index", _anchor=f"job-{job.name}"), 303)
+
+
 @bp.post("/schedule/<name>")
 def edit(name: str):
     job = job_or_404(name)
@@ -214,7 +218,7 @@ def edit(name: str):
     nxt = schedules.next_run(job, setting, tz, utcnow())
     when = f" Next run: {nxt.astimezone(tz):%Y-%m-%d %H:%M %Z}." if nxt else ""
     flash(f"{job.title}: {schedules.schedule_of(setting).describe()}.{when}", "success")
-    return redirect(url_for("schedule.index", _anchor=f"job-{job.name}"), 303)
+    return _back_to(job)
 
 
 @bp.post("/schedule/<name>/retention")
@@ -227,7 +231,7 @@ def retention(name: str):
         return render_page({"retention": form})
     schedules.set_retention(job, form.retention_days.data)
     flash(f"Run details are kept for {form.retention_days.data} days.", "success")
-    return redirect(url_for("schedule.index", _anchor=f"job-{job.name}"), 303)
+    return _back_to(job)
 
 
 @bp.post("/schedule/<name>/pause")
@@ -235,7 +239,7 @@ def pause(name: str):
     job = controlled_job_or_404(name)
     schedules.set_paused(job, True)
     flash(f"{job.title} is paused: it does not run until you resume it.", "success")
-    return redirect(url_for("schedule.index", _anchor=f"job-{job.name}"), 303)
+    return _back_to(job)
 
 
 @bp.post("/schedule/<name>/resume")
@@ -243,7 +247,7 @@ def resume(name: str):
     job = controlled_job_or_404(name)
     schedules.set_paused(job, False)
     flash(f"{job.title} is resumed.", "success")
-    return redirect(url_for("schedule.index", _anchor=f"job-{job.name}"), 303)
+    return _back_to(job)
 
 
 @bp.post("/schedule/<name>/run")
@@ -269,14 +273,12 @@ def history():
         runs=shown,
         older=shown[-1].id if len(runs) > HISTORY_PAGE else None,
         job=load_jobs().get(job) if job else None,
-        jobs=load_jobs(),
     )
 
 
 @bp.get("/schedule/runs/<int:run_id>")
 def show_run(run_id: int):
     run = run_or_404(run_id)
-    job = load_jobs().get(run.job)
     refresh_run_id = (run.result or {}).get("run_id") if run.job == "refresh" else None
     if refresh_run_id is None and run.job == "refresh" and run.status == "running":
         refresh_run_id = db.session.scalar(
@@ -287,7 +289,6 @@ def show_run(run_id: int):
         )
     context = {
         "run": run,
-        "job": job,
         "refresh_run": db.session.get(RefreshRun, refresh_run_id) if refresh_run_id else None,
         "task": db.session.get(Task, run.task_id) if run.task_id else None,
         "poll_url": url_for("schedule.show_run", run_id=run.id),
@@ -295,15 +296,6 @@ def show_run(run_id: int):
     if htmx and htmx.target == f"run-{run.id}-progress":
         return render_template("schedule/_run_body.html", **context)
     return render_template("schedule/run.html", **context)
-
-
-def safe_next(target: str | None) -> str:
-    """Back to the page the banner was on: a path on this site only."""
-    parts = urlsplit(target or "")
-    local = not parts.scheme and not parts.netloc
-    if target and local and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("web.home")
 
 
 @bp.post("/schedule/runs/<int:run_id>/acknowledge")
@@ -320,11 +312,12 @@ def acknowledge(run_id: int):
 # --- the banner and the template helpers --------------------------------------------------
 
 
-@bp.app_context_processor
-def failed_jobs_banner() -> dict:
-    """Failed runs nobody has acknowledged yet, for the banner on every owner page."""
+@bp.app_template_global("failed_jobs_banner")
+def failed_jobs_banner() -> tuple[list[JobRun], bool]:
+    """Failed runs nobody has acknowledged yet, and whether there are more than the banner
+    shows: called by base.html, so the htmx fragments polled every second never query."""
     if not current_user.is_authenticated:
-        return {}
+        return [], False
     try:
         failed = list(
             db.session.scalars(
@@ -336,8 +329,8 @@ def failed_jobs_banner() -> dict:
         )
     except SQLAlchemyError:  # an error page about the database must still render
         db.session.rollback()
-        return {}
-    return {"failed_job_runs": failed[:BANNER_RUNS], "more_failed_jobs": len(failed) > BANNER_RUNS}
+        return [], False
+    return failed[:BANNER_RUNS], len(failed) > BANNER_RUNS
 
 
 @bp.app_template_filter("job_title")
@@ -370,8 +363,7 @@ def _run_duration_ms(run) -> int | None:
 def healthz():
     """200 with the database reachable (and when the scheduler last beat); 503 without it."""
     try:
-        db.session.execute(text("SELECT 1"))
-        beat = latest_heartbeat()
+        beat = latest_heartbeat()  # reading it is the proof that the database is there
         running = db.session.scalar(
             select(func.count()).select_from(JobRun).where(JobRun.status == "running")
         )
