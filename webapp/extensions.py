@@ -40,14 +40,7 @@ class SweepingMemoryStorage(MemoryStorage):
     """
 
     SWEEP_SECONDS = 10.0
-
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options) -> None:
-        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        self._next_sweep = time.monotonic() + self.SWEEP_SECONDS
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        self._next_sweep = time.monotonic() + self.SWEEP_SECONDS
+    _next_sweep = 0.0  # the first hit sweeps the empty store, then every SWEEP_SECONDS
 
     def _MemoryStorage__schedule_expiry(self) -> None:  # the base calls it on every hit
         now = time.monotonic()

@@ -28,19 +28,18 @@ from werkzeug.exceptions import HTTPException
 from surveys.answers import AnswerError
 from surveys.triggers import device_class, embed_document
 from webapp.auth import public
-from webapp.extensions import db
+from webapp.extensions import db, limiter
 from webapp.models import ShopSettings, Survey
 from webapp.shop import get_shop
 from webapp.surveys.manage import active_surveys
 from webapp.surveys.public import (
-    TOKEN_MAX,
     ShopperError,
     identity_from,
     origin_allowed,
     origin_allowed_by,
+    public_id_for,
     rate_limited,
     response_for_token,
-    retry_after_seconds,
     text_field,
 )
 from webapp.surveys.responses import (
@@ -53,7 +52,7 @@ from webapp.surveys.responses import (
     record_answer,
     start_response,
 )
-from webapp.surveys.tokens import read_response_token, response_token
+from webapp.surveys.tokens import response_token
 
 bp = Blueprint("embed", __name__)
 
@@ -103,7 +102,7 @@ def http_error_json(error: HTTPException) -> Response:
         limit = current_app.config["SURVEY_MAX_BODY_BYTES"]
         reason = f"The body is larger than {limit} bytes."
     elif status == 429:
-        wait = retry_after_seconds()
+        wait = limiter.retry_after()
         headers["Retry-After"] = str(wait)
         reason = f"Too many requests from this address; try again in {wait} seconds."
     return json_error(status, _HTTP_CODES.get(status, "error"), reason, headers)
@@ -176,6 +175,11 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+def _parse_json(raw: bytes) -> object:
+    """Strict JSON (no NaN or Infinity); ValueError or RecursionError if it is not."""
+    return json.loads(raw, parse_constant=_reject_constant)
+
+
 # text/plain too: navigator.sendBeacon and no-preflight fetches send JSON that way.
 _JSON_MIMETYPES = frozenset({"", "application/json", "text/plain"})
 
@@ -188,7 +192,7 @@ def _json_object(*, allow_empty: bool = False) -> dict:
     if allow_empty and not raw.strip():
         return {}
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = _parse_json(raw)
     except (ValueError, RecursionError):  # bad UTF-8 is a ValueError too
         raise ShopperError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(data, dict):
@@ -361,14 +365,14 @@ def _answer_quickly(token: str) -> Response | None:
     one) is None having written nothing, and the full path then answers it, errors included.
     The body is read here only when it is within the cap, and kept for the full path.
     """
-    public_id = read_response_token(token) if len(token) <= TOKEN_MAX else None
+    public_id = public_id_for(token)
     if public_id is None or request.mimetype not in _JSON_MIMETYPES:
         return None
     length = request.content_length
     if length is None or length > (request.max_content_length or 0):
         return None
     try:
-        data = json.loads(request.get_data(), parse_constant=_reject_constant)
+        data = _parse_json(request.get_data())
     except (ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.keys() != {"question", "answer"}:

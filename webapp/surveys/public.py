@@ -49,11 +49,6 @@ def rate_limited(view: Callable) -> Callable:
     return limiter.limit(_survey_rate_limit)(view)
 
 
-def retry_after_seconds() -> int:
-    """Seconds until the limit that was just hit lets this address in again."""
-    return limiter.retry_after()
-
-
 @lru_cache(maxsize=256)  # the same few origins arrive with every request
 def _origin_or_none(value: str | None) -> str | None:
     try:
@@ -105,9 +100,14 @@ def origin_allowed_by(allowed_origins: str | None, origin: str | None) -> bool:
     return normalised in patchwork_origins() or normalised in _listed_origins(allowed_origins or "")
 
 
+def public_id_for(token: str) -> str | None:
+    """The response id a signed token carries; None if forged, expired or too long."""
+    return read_response_token(token) if len(token) <= TOKEN_MAX else None
+
+
 def response_for_token(token: str) -> SurveyResponse:
     """The response a signed token names; ShopperError 403 if forged or expired, 404 if gone."""
-    public_id = read_response_token(token) if len(token) <= TOKEN_MAX else None
+    public_id = public_id_for(token)
     if public_id is None:
         raise ShopperError(403, "invalid_token", "This survey link is not valid or has expired.")
     response = db.session.scalar(

@@ -31,7 +31,7 @@ from surveys.answers import AnswerError, next_question, validate_answer
 from surveys.definition import Question, SurveyDefinition, parse_definition, validate_definition
 from surveys.triggers import device_class
 from webapp.auth import public
-from webapp.extensions import db, htmx
+from webapp.extensions import db, htmx, limiter
 from webapp.models import Survey, SurveyAnswer, SurveyResponse
 from webapp.shop import get_shop
 from webapp.surveys.public import (
@@ -39,7 +39,6 @@ from webapp.surveys.public import (
     identity_from,
     rate_limited,
     response_for_token,
-    retry_after_seconds,
     shop_origins,
 )
 from webapp.surveys.responses import (
@@ -88,7 +87,7 @@ def _shopper_error(error: ShopperError):
 
 def _http_error(error: HTTPException):
     if error.code == 429:
-        wait = retry_after_seconds()
+        wait = limiter.retry_after()
         reason = f"Too many requests from your address; please try again in {wait} seconds."
         return _error_page(429, reason, {"Retry-After": str(wait)})
     if error.code == 413:

@@ -82,11 +82,11 @@ def live_definition(survey: Survey) -> SurveyDefinition:
     """
     if survey.published is None:
         return parse_definition(survey.definition)
-    key = (survey.id, survey.published_at)
-    definition = _published_cache.get(key)
+    definition = cached_live_definition(survey.id, survey.published_at)
     if definition is None:
         if len(_published_cache) >= _PUBLISHED_CACHE_SIZE:
             _published_cache.clear()
+        key = (survey.id, survey.published_at)
         definition = _published_cache[key] = parse_definition(survey.published)
     return definition
 
