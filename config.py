@@ -23,7 +23,20 @@ class Config:
     DATABASE_URL: str = f"sqlite:///{INSTANCE_DIR / 'patchwork.db'}"
     SENDGRID_API_KEY: str = ""
     SENDGRID_API_HOST: str = "https://api.sendgrid.com"
-    SENDGRID_WEBHOOK_PUBLIC_KEY: str = ""
+    SENDGRID_WEBHOOK_PUBLIC_KEY: str = ""  # the Event Webhook's verification key
+    # Campaign sends (webapp.campaigns): keep-alive connections to SendGrid (one request per
+    # recipient with a body written in Patchwork), each request's timeout, and how often a
+    # 429/5xx is retried (with backoff, honouring X-RateLimit-Reset) before the batch goes
+    # back to the queue. A dynamic template sends CAMPAIGN_TEMPLATE_BATCH personalizations
+    # per request (SendGrid's limit: 1000); a body, CAMPAIGN_REQUESTS_PER_WORKER requests per
+    # connection per batch. A sender renews its lease on a campaign every batch; a lease
+    # left by a dead sender elsewhere is taken over after CAMPAIGN_LEASE_SECONDS.
+    SENDGRID_CONCURRENCY: int = 8
+    SENDGRID_TIMEOUT_SECONDS: float = 30.0
+    SENDGRID_MAX_RETRIES: int = 5
+    CAMPAIGN_TEMPLATE_BATCH: int = 1000
+    CAMPAIGN_REQUESTS_PER_WORKER: int = 25
+    CAMPAIGN_LEASE_SECONDS: float = 120.0
     SHOP_TIMEZONE: str = "UTC"
     PUBLIC_BASE_URL: str = "http://127.0.0.1:5000"
     UPLOAD_DIR: str = str(INSTANCE_DIR / "uploads")
@@ -80,6 +93,8 @@ class TestConfig(Config):
     SCHEDULER_DISPATCH_SECONDS = 1.0
     SCHEDULER_RETRY_SECONDS = 1.0
     RATELIMIT_ENABLED = False  # the rate-limit tests turn it on
+    SENDGRID_TIMEOUT_SECONDS = 5.0
+    CAMPAIGN_LEASE_SECONDS = 5.0
 
 
 class ProductionConfig(Config):

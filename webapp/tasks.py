@@ -179,6 +179,7 @@ def start_runner_thread(app: Flask) -> threading.Event:
 def load_handlers() -> None:
     """Import every module that registers @handler functions, so any runner can run any
     task whatever the process imported before."""
+    import webapp.campaigns.sending  # noqa: F401
     import webapp.catalog_views  # noqa: F401
     import webapp.imports.products  # noqa: F401
     import webapp.imports.service  # noqa: F401

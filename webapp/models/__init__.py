@@ -1,6 +1,7 @@
 """Every table, one module per area. Importing this package registers them all."""
 
 from webapp.models.accounts import ApiToken, LoginFailure, User
+from webapp.models.campaigns import Campaign, CampaignRecipient, EmailEvent, OutboxMessage
 from webapp.models.catalog import Category, CategoryRule, Product
 from webapp.models.customers import Customer, ErasedEmail
 from webapp.models.jobs import JobRun, JobSetting, SchedulerHeartbeat
@@ -25,6 +26,10 @@ from webapp.models.tasks import Task
 
 __all__ = [
     "AnswerChoice",
+    "Campaign",
+    "CampaignRecipient",
+    "EmailEvent",
+    "OutboxMessage",
     "DeclaredTrait",
     "ApiToken",
     "Category",

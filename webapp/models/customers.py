@@ -39,6 +39,9 @@ class Customer(db.Model):
     consent_source: Mapped[str | None] = mapped_column(String(40))
     consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Suppressions from SendGrid's events: never mailed again.
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    spam_reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     orders_count: Mapped[int] = mapped_column(Integer, default=0)
     spent_cents: Mapped[int] = mapped_column(BigInteger, default=0)

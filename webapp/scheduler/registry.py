@@ -96,8 +96,8 @@ class Dispatch:
 
 DispatchSource = Callable[[datetime], Iterable[Dispatch]]
 DISPATCH_SOURCES: dict[str, DispatchSource] = {}
-# Modules that register dispatch sources; imported before each dispatch (campaigns, issue 6).
-DISPATCH_MODULES: list[str] = []
+# Modules that register dispatch sources; imported before each dispatch.
+DISPATCH_MODULES: list[str] = ["webapp.campaigns.sending"]
 
 
 def dispatch_source(name: str) -> Callable[[DispatchSource], DispatchSource]:

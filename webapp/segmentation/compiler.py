@@ -62,10 +62,13 @@ class Scope:
 
 
 def sendable() -> ColumnElement[bool]:
-    """A customer the shop may email: consented, not unsubscribed, with an address."""
+    """A customer the shop may email: consented, not unsubscribed, bounced or reported for
+    spam, with an address."""
     return and_(
         C.accepts_marketing.is_(True),
         C.unsubscribed_at.is_(None),
+        C.bounced_at.is_(None),
+        C.spam_reported_at.is_(None),
         C.email_norm.is_not(None),
     )
 

@@ -1,0 +1,317 @@
+"""The Mailer interface and its two backends: SendGrid, and the outbox.
+
+A mailer takes v3 Mail Send payloads (what SendGrid's API receives, built by
+webapp.campaigns.messages) and says, per payload, what became of it:
+
+- ``sent``: SendGrid answered 202 (or the outbox stored it);
+- ``failed``: SendGrid refused it with a 4xx other than 429; its error is kept;
+- ``retry``: SendGrid surely did not take it (429 or 5xx after every retry, or no
+  connection at all): the recipients go back to the queue;
+- ``unknown``: a timeout or a dropped connection, after which nobody can tell whether SendGrid
+  took it. Never retried automatically: the owner decides.
+
+The SendGrid backend uses the real ``sendgrid`` library. Its HTTP client opens a new
+connection per request; ours is the same client with its one request hook
+(``_make_request``) sending over a keep-alive connection per thread instead, so a send of
+100,000 messages reuses a few connections rather than opening 100,000.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import threading
+import time
+import urllib.error
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import python_http_client
+from python_http_client.exceptions import HTTPError, handle_error
+from sendgrid import SendGridAPIClient
+
+from webapp.campaigns.render import html_to_text
+from webapp.extensions import db
+from webapp.models import OutboxMessage
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # sent | failed | retry | unknown
+    message_id: str | None = None
+    error: str | None = None
+
+
+class Mailer:
+    name = "mailer"
+    concurrency = 1
+
+    def send(self, payload: dict) -> Outcome:
+        raise NotImplementedError
+
+    def send_all(self, payloads: list[dict]) -> list[Outcome]:
+        return [self.send(payload) for payload in payloads]
+
+    def close(self) -> None:
+        pass
+
+
+# --- SendGrid ----------------------------------------------------------------------------
+
+
+class _Answer:
+    """What python_http_client's Response reads from urllib's answer."""
+
+    def __init__(self, status: int, body: bytes, headers):
+        self.status, self.body, self.headers = status, body, headers
+
+    def getcode(self) -> int:
+        return self.status
+
+    def read(self) -> bytes:
+        return self.body
+
+    def info(self):
+        return self.headers
+
+
+class _Connections(threading.local):
+    """One keep-alive connection per sending thread."""
+
+    IDLE_SECONDS = 4.0  # reconnect rather than write into a connection the server may close
+
+    def __init__(self, host: str, timeout: float):
+        parts = urlsplit(host)
+        self.https = parts.scheme == "https"
+        self.netloc = parts.netloc
+        self.timeout = timeout
+        self.connection: http.client.HTTPConnection | None = None
+        self.used_at = 0.0
+
+    def get(self) -> http.client.HTTPConnection:
+        if self.connection is not None and time.monotonic() - self.used_at > self.IDLE_SECONDS:
+            self.drop()
+        if self.connection is None:
+            kind = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+            self.connection = kind(self.netloc, timeout=self.timeout)
+        return self.connection
+
+    def drop(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+
+class KeepAliveClient(python_http_client.Client):
+    """python_http_client's client, its requests sent over a kept-alive connection."""
+
+    def __init__(self, *args, connections: _Connections, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._connections = connections
+
+    def _build_client(self, name=None):
+        url_path = self._url_path + [name] if name else self._url_path
+        return KeepAliveClient(
+            host=self.host,
+            version=self._version,
+            request_headers=self.request_headers,
+            url_path=url_path,
+            append_slash=self.append_slash,
+            timeout=self.timeout,
+            connections=self._connections,
+        )
+
+    def _make_request(self, opener, request, timeout=None):
+        connections = self._connections
+        connection = connections.get()
+        try:
+            connection.request(
+                request.get_method(),
+                request.selector,
+                body=request.data,
+                headers=dict(request.header_items()),
+            )
+            answer = connection.getresponse()
+            body = answer.read()
+        except BaseException:
+            connections.drop()
+            raise
+        connections.used_at = time.monotonic()
+        if answer.will_close:
+            connections.drop()
+        if answer.status >= 400:
+            raise handle_error(
+                urllib.error.HTTPError(
+                    request.full_url, answer.status, answer.reason, answer.headers, io.BytesIO(body)
+                )
+            )
+        return _Answer(answer.status, body, answer.headers)
+
+
+def sendgrid_error(exc: HTTPError) -> str:
+    """SendGrid's own words for a refused request."""
+    try:
+        errors = json.loads(exc.body or b"{}").get("errors") or []
+        messages = [
+            f"{e.get('field')}: {e.get('message')}" if e.get("field") else str(e.get("message"))
+            for e in errors
+        ]
+    except (ValueError, AttributeError):
+        messages = []
+    return f"SendGrid {exc.status_code}: " + ("; ".join(messages) or str(exc.reason))
+
+
+class SendGridMailer(Mailer):
+    """Mail through SendGrid's v3 API, ``concurrency`` requests at a time."""
+
+    name = "sendgrid"
+
+    def __init__(
+        self,
+        api_key: str,
+        host: str,
+        *,
+        concurrency: int = 8,
+        timeout: float = 30.0,
+        max_retries: int = 5,
+        backoff: float = 1.0,
+        max_wait: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.api_key, self.host = api_key, host.rstrip("/")
+        self.concurrency = max(1, concurrency)
+        self.timeout, self.max_retries = timeout, max_retries
+        self.backoff, self.max_wait, self.sleep = backoff, max_wait, sleep
+        self._connections = _Connections(self.host, timeout)
+        self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_config(cls, config) -> SendGridMailer:
+        return cls(
+            config["SENDGRID_API_KEY"],
+            config["SENDGRID_API_HOST"],
+            concurrency=config["SENDGRID_CONCURRENCY"],
+            timeout=config["SENDGRID_TIMEOUT_SECONDS"],
+            max_retries=config["SENDGRID_MAX_RETRIES"],
+        )
+
+    def _client(self) -> SendGridAPIClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = SendGridAPIClient(api_key=self.api_key, host=self.host)
+            client.client = KeepAliveClient(
+                host=self.host,
+                request_headers=client._default_headers,
+                version=3,
+                timeout=self.timeout,
+                connections=self._connections,
+            )
+            self._local.client = client
+        return client
+
+    def _wait(self, exc: HTTPError, attempt: int) -> float:
+        """Until SendGrid's rate limit resets (X-RateLimit-Reset, epoch seconds), else an
+        exponential backoff."""
+        reset = (exc.headers or {}).get("X-RateLimit-Reset") if exc.headers else None
+        if exc.status_code == 429 and reset:
+            try:
+                return min(self.max_wait, max(0.0, float(reset) - time.time()) + 0.05)
+            except ValueError:
+                pass
+        return min(self.max_wait, self.backoff * 2**attempt)
+
+    def send(self, payload: dict) -> Outcome:
+        client = self._client()
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = client.send(payload)
+            except HTTPError as exc:
+                if exc.status_code == 429 or exc.status_code >= 500:
+                    if attempt < self.max_retries:
+                        self.sleep(self._wait(exc, attempt))
+                        continue
+                    return Outcome("retry", error=sendgrid_error(exc))
+                return Outcome("failed", error=sendgrid_error(exc))
+            except ConnectionRefusedError as exc:  # never reached SendGrid: surely not taken
+                return Outcome("retry", error=f"SendGrid unreachable: {exc}")
+            except (OSError, http.client.HTTPException) as exc:  # timeouts, drops: ambiguous
+                return Outcome("unknown", error=f"{type(exc).__name__}: {exc}")
+            return Outcome("sent", message_id=response.headers.get("X-Message-Id"))
+        raise AssertionError("unreachable")
+
+    def send_all(self, payloads: list[dict]) -> list[Outcome]:
+        if len(payloads) == 1 or self.concurrency == 1:
+            return [self.send(payload) for payload in payloads]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sendgrid")
+        return list(self._pool.map(self.send, payloads))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+# --- the outbox --------------------------------------------------------------------------
+
+
+class OutboxMailer(Mailer):
+    """Keeps each message for the owner to read in the browser (no SENDGRID_API_KEY).
+
+    The rows join the sender's transaction, so they commit with the ledger's "sent"."""
+
+    name = "outbox"
+
+    def __init__(self, test: bool = False):
+        self.test = test
+
+    def send(self, payload: dict) -> Outcome:
+        for message in outbox_messages(payload, test=self.test):
+            db.session.add(message)
+        return Outcome("sent", message_id=None)
+
+
+def outbox_messages(payload: dict, test: bool = False) -> Iterable[OutboxMessage]:
+    contents = {part["type"]: part["value"] for part in payload.get("content") or []}
+    shared = {k: v for k, v in payload.items() if k not in ("personalizations", "content")}
+    campaign_id = (payload.get("custom_args") or {}).get("campaign_id")
+    for person in payload["personalizations"]:
+        recipient_id = (person.get("custom_args") or {}).get("recipient_id")
+        data = person.get("dynamic_template_data")
+        html = contents.get("text/html") or _template_preview(payload.get("template_id"), data)
+        yield OutboxMessage(
+            campaign_id=int(campaign_id) if campaign_id else None,
+            recipient_id=int(recipient_id) if recipient_id else None,
+            to_email=person["to"][0]["email"],
+            from_email=payload["from"]["email"],
+            subject=person.get("subject") or payload.get("subject") or "",
+            html=html,
+            text=contents.get("text/plain") or html_to_text(html),
+            payload={**shared, "personalization": person},
+            test=test,
+        )
+
+
+def _template_preview(template_id: str | None, data: dict | None) -> str:
+    """SendGrid renders a dynamic template itself; the outbox shows the data it would get."""
+    from markupsafe import escape
+
+    rows = "".join(
+        f"<tr><th>{escape(k)}</th><td>{escape(json.dumps(v))}</td></tr>"
+        for k, v in (data or {}).items()
+    )
+    return (
+        f"<p>SendGrid dynamic template <code>{escape(template_id or '')}</code>, "
+        f"with this data:</p><table>{rows}</table>"
+    )
+
+
+def mailer_for(config, test: bool = False) -> Mailer:
+    """SendGrid when an API key is configured, else the outbox."""
+    if config["SENDGRID_API_KEY"]:
+        return SendGridMailer.from_config(config)
+    return OutboxMailer(test=test)

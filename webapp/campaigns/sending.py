@@ -1,0 +1,511 @@
+"""Sending a campaign: freeze the recipients into the ledger, then mail them batch by batch,
+never twice.
+
+The ledger row of each (campaign, customer) moves queued -> sending -> sent (or failed,
+unknown, back to queued). A batch is marked ``sending`` and committed before its requests go
+out, and ``sent`` only after SendGrid accepted them. A sender that dies (SIGKILL, power
+loss) therefore leaves at most its batch in flight as ``sending``; whoever resumes marks
+those rows ``unknown`` for the owner to decide on, and goes on with the queued rest.
+
+One process sends a campaign at a time: it holds the campaign's lease, renewed every batch.
+A lease whose process is gone (same host, pid no longer alive) or that has run out is taken
+over; any other sender finds the campaign busy and leaves it alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from functools import partial
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import and_, case, exists, func, insert, literal, or_, select, update
+from sqlalchemy.orm import aliased
+
+from webapp import tasks
+from webapp.campaigns.mailer import Mailer, Outcome, mailer_for
+from webapp.campaigns.messages import Payloads, Recipient
+from webapp.extensions import db
+from webapp.models import Campaign, CampaignRecipient, Customer, Segment, ShopSettings
+from webapp.scheduler.registry import Dispatch, dispatch_source
+from webapp.segmentation import compiler
+from webapp.segmentation.rules import RulesError, validate
+from webapp.segmentation.segments import live_scope
+
+log = logging.getLogger(__name__)
+
+SEND_TASK = "campaign_send"
+R = CampaignRecipient
+MAX_FAILED_BATCHES = 3  # in a row: the campaign pauses itself
+
+
+class CampaignError(RuntimeError):
+    """The campaign cannot be sent as it is; the message says why, in the owner's words."""
+
+
+class CampaignBusy(CampaignError):
+    """Another process is sending it."""
+
+
+Progress = Callable[..., None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- quiet hours -------------------------------------------------------------------------
+
+
+def _clock(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+def next_send_window(moment: datetime, shop: ShopSettings) -> datetime:
+    """``moment`` if sending may start then (inside the shop's sending hours, default
+    09:00-20:00 shop time), else when the next window opens."""
+    tz = ZoneInfo(shop.timezone)
+    local = moment.astimezone(tz)
+    start, end = _clock(shop.quiet_hours_start), _clock(shop.quiet_hours_end)
+    now = local.time()
+    inside = start <= now < end if start <= end else (now >= start or now < end)
+    if inside:
+        return moment
+    day = local.date() if now < start else local.date() + timedelta(days=1)
+    return datetime.combine(day, start, tzinfo=tz).astimezone(UTC)
+
+
+# --- starting: the ledger -----------------------------------------------------------------
+
+
+def readiness(campaign: Campaign, shop: ShopSettings) -> list[str]:
+    """What stops the campaign from being sent; empty when it can go."""
+    from webapp.campaigns.render import check
+
+    problems = []
+    if not shop.postal_address.strip():
+        problems.append("Set your shop's postal address in Settings: every email carries it.")
+    if campaign.segment_id is None:
+        problems.append("Pick the segment to send to.")
+    if not campaign.from_email:
+        problems.append("Set the from address.")
+    if not campaign.uses_template and not campaign.subject.strip():
+        problems.append("Write a subject.")
+    if not campaign.uses_template and not campaign.body.strip():
+        problems.append("Write the body, or give a SendGrid dynamic template id.")
+    problems += [str(error) for error in check(campaign, shop)]
+    return problems
+
+
+def _suppression_reason():
+    c = Customer.__table__.c
+    return case(
+        (or_(c.email_norm.is_(None), c.erased_at.is_not(None)), literal("no_address")),
+        (c.accepts_marketing.is_not(True), literal("no_consent")),
+        (c.unsubscribed_at.is_not(None), literal("unsubscribed")),
+        (c.bounced_at.is_not(None), literal("bounced")),
+        (c.spam_reported_at.is_not(None), literal("spam_report")),
+        else_=literal(None),
+    )
+
+
+def freeze(campaign: Campaign, shop: ShopSettings, now: datetime) -> dict:
+    """Write the ledger: every member of the segment now, suppressed, capped, held out or
+    queued. One INSERT ... SELECT and a random holdout, in the caller's transaction."""
+    segment = db.session.get(Segment, campaign.segment_id) if campaign.segment_id else None
+    if segment is None:
+        raise CampaignError("The campaign's segment no longer exists.")
+    scope = live_scope(db.session)
+    if scope is None:
+        raise CampaignError("Segments have no members before the first refresh: refresh first.")
+    try:
+        tree = validate(segment.rules)
+    except RulesError as exc:
+        raise CampaignError(f"The segment's rules no longer hold: {exc}") from None
+
+    members = compiler.members(tree, scope).subquery()
+    c = Customer.__table__.c
+    earlier = aliased(CampaignRecipient)
+    capped = exists().where(
+        earlier.customer_id == c.id,
+        earlier.campaign_id != campaign.id,
+        earlier.status.in_(("sent", "unknown")),
+        earlier.sent_at >= now - timedelta(days=campaign.frequency_cap_days),
+    )
+    reason = _suppression_reason()
+    status = case(
+        (reason.is_not(None), literal("suppressed")),
+        (and_(literal(campaign.frequency_cap_days > 0), capped), literal("capped")),
+        else_=literal("queued"),
+    )
+    rows = select(literal(campaign.id), c.id, c.email, status, reason).select_from(
+        members.join(Customer.__table__, c.id == members.c.customer_id)
+    )
+    db.session.execute(
+        insert(CampaignRecipient).from_select(
+            ["campaign_id", "customer_id", "email", "status", "reason"], rows
+        )
+    )
+
+    queued = db.session.scalars(
+        select(R.id).where(R.campaign_id == campaign.id, R.status == "queued").order_by(R.id)
+    ).all()
+    seed = random.SystemRandom().randrange(2**31)
+    held = random.Random(seed).sample(queued, round(len(queued) * campaign.holdout_percent / 100))
+    for start in range(0, len(held), 1000):
+        db.session.execute(
+            update(R).where(R.id.in_(held[start : start + 1000])).values(status="held_out")
+        )
+    return {"run_id": scope.run_id, "holdout_seed": seed, "sendable": len(queued)}
+
+
+# --- the lease --------------------------------------------------------------------------
+
+
+def sender_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def _holder_is_dead(owner: str | None) -> bool:
+    """A lease held by a process of this host that no longer runs."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():  # another thread of this process: alive
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _lease_seconds() -> float:
+    return current_app.config["CAMPAIGN_LEASE_SECONDS"]
+
+
+def take_lease(campaign_id: int, owner: str) -> bool:
+    now = utcnow()
+    current = db.session.execute(
+        select(Campaign.lease_owner, Campaign.lease_expires_at).where(Campaign.id == campaign_id)
+    ).one()
+    free = or_(Campaign.lease_owner.is_(None), Campaign.lease_expires_at < now)
+    if current.lease_owner and _holder_is_dead(current.lease_owner):
+        free = or_(free, Campaign.lease_owner == current.lease_owner)
+    taken = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, free)
+        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=_lease_seconds()))
+    ).rowcount
+    db.session.commit()
+    return bool(taken)
+
+
+def _renew_lease(campaign_id: int, owner: str) -> None:
+    db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.lease_owner == owner)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=_lease_seconds()))
+    )
+
+
+def _release_lease(campaign_id: int, owner: str) -> None:
+    db.session.rollback()
+    db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    db.session.commit()
+
+
+# --- sending ------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    campaign_id: int
+    status: str
+    counts: dict[str, int]
+    sent_now: int = 0
+    paused_reason: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "campaign_id": self.campaign_id,
+            "status": self.status,
+            "sent_now": self.sent_now,
+            "counts": self.counts,
+            "paused_reason": self.paused_reason,
+        }
+
+
+def status_counts(campaign_id: int) -> dict[str, int]:
+    rows = db.session.execute(
+        select(R.status, func.count()).where(R.campaign_id == campaign_id).group_by(R.status)
+    )
+    return dict(rows.all())
+
+
+def summary(campaign: Campaign, sent_now: int = 0) -> Summary:
+    return Summary(
+        campaign.id,
+        campaign.status,
+        status_counts(campaign.id),
+        sent_now,
+        campaign.paused_reason,
+    )
+
+
+def send_campaign(
+    campaign_id: int,
+    *,
+    mailer: Mailer | None = None,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> Summary:
+    """Start or go on sending: freeze the ledger if not yet done, then mail every queued
+    recipient. Returns when all are done, or the campaign is paused or cancelled (from the
+    browser, the command line, or by itself after repeated failures)."""
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CampaignError(f"There is no campaign {campaign_id}.")
+    if campaign.status in ("sent", "cancelled", "draft"):  # draft: unscheduled meanwhile
+        return summary(campaign)
+    owner = sender_name()
+    if not take_lease(campaign_id, owner):
+        raise CampaignBusy(f"Campaign {campaign_id} is being sent by {campaign.lease_owner}.")
+    mailer = mailer or mailer_for(current_app.config)
+    try:
+        return _send(campaign_id, owner, mailer, progress, stop)
+    finally:
+        mailer.close()
+        _release_lease(campaign_id, owner)
+
+
+def _send(campaign_id, owner, mailer, progress, stop) -> Summary:
+    campaign = db.session.get(Campaign, campaign_id, populate_existing=True)
+    shop = db.session.get(ShopSettings, 1)
+    now = utcnow()
+    if campaign.started_at is None:
+        if problems := readiness(campaign, shop):
+            raise CampaignError(" ".join(problems))
+        info = freeze(campaign, shop, now)
+        campaign.send_info = {**info, "mailer": mailer.name}
+        campaign.started_at, campaign.status = now, "sending"
+    else:
+        # Rows in flight when the last sender stopped: SendGrid may have taken them.
+        db.session.execute(
+            update(R)
+            .where(R.campaign_id == campaign_id, R.status == "sending")
+            .values(status="unknown", error="In flight when the sender stopped; not re-sent.")
+        )
+    db.session.commit()
+    if campaign.status != "sending":  # paused: a resume must set it back first
+        return summary(campaign)
+
+    payloads = Payloads(campaign, shop)
+    batch_size = (
+        current_app.config["CAMPAIGN_TEMPLATE_BATCH"]
+        if campaign.uses_template
+        else mailer.concurrency * current_app.config["CAMPAIGN_REQUESTS_PER_WORKER"]
+    )
+    total = sum(n for s, n in status_counts(campaign_id).items() if s in ("queued", "sent"))
+    sent_now, failed_batches = 0, 0
+    while not (stop and stop.is_set()):
+        state = db.session.scalar(
+            select(Campaign.status)
+            .where(Campaign.id == campaign_id)
+            .execution_options(populate_existing=True)
+        )
+        if state != "sending":
+            break
+        batch = _claim(campaign_id, owner, batch_size)
+        if not batch:
+            _finish(campaign_id)
+            break
+        outcomes = _deliver(batch, payloads, mailer)
+        sent_now += _record(batch, outcomes, campaign.uses_template)
+        if all(o.status in ("retry", "failed") for o in outcomes):
+            failed_batches += 1
+            if failed_batches >= MAX_FAILED_BATCHES:
+                errors = {o.error for o in outcomes if o.error}
+                pause(
+                    campaign_id,
+                    f"Paused after {failed_batches} failed batches in a row: "
+                    + "; ".join(sorted(errors))[:500],
+                )
+        else:
+            failed_batches = 0
+        if progress:
+            done = status_counts(campaign_id).get("sent", 0)
+            progress(done, total, f"{done} of {total} sent")
+    db.session.expire_all()
+    return summary(db.session.get(Campaign, campaign_id), sent_now)
+
+
+def _claim(campaign_id: int, owner: str, size: int) -> list[CampaignRecipient]:
+    """The next queued rows, marked in flight (committed before anything is sent)."""
+    ids = db.session.scalars(
+        select(R.id)
+        .where(R.campaign_id == campaign_id, R.status == "queued")
+        .order_by(R.id)
+        .limit(size)
+    ).all()
+    if not ids:
+        return []
+    now = utcnow()
+    db.session.execute(
+        update(R)
+        .where(R.id.in_(ids), R.status == "queued")
+        .values(status="sending", batch=ids[0], sent_at=now)
+    )
+    _renew_lease(campaign_id, owner)
+    db.session.commit()
+    return db.session.scalars(
+        select(R)
+        .where(R.batch == ids[0], R.status == "sending", R.campaign_id == campaign_id)
+        .order_by(R.id)
+    ).all()
+
+
+def _deliver(batch, payloads: Payloads, mailer: Mailer) -> list[Outcome]:
+    recipients = [Recipient(r.id, r.customer_id, r.email) for r in batch]
+    return mailer.send_all(payloads.build(recipients))
+
+
+def _record(batch, outcomes: list[Outcome], shared_requests: bool) -> int:
+    """Each row's outcome (with a template, one request's outcome covers up to 1000 rows)."""
+    if shared_requests:
+        size = -(-len(batch) // len(outcomes))
+        pairs = [(row, outcomes[i // size]) for i, row in enumerate(batch)]
+    else:
+        pairs = list(zip(batch, outcomes, strict=True))
+    sent = 0
+    for row, outcome in pairs:
+        row.error = outcome.error
+        if outcome.status == "retry":  # SendGrid surely did not take it: queued again
+            row.status, row.batch, row.sent_at = "queued", None, None
+        else:
+            row.status, row.message_id = outcome.status, outcome.message_id
+            if outcome.status == "failed":
+                row.sent_at = None
+            sent += outcome.status == "sent"
+    db.session.commit()
+    return sent
+
+
+def _finish(campaign_id: int) -> None:
+    db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == "sending")
+        .values(status="sent", finished_at=utcnow())
+    )
+    db.session.commit()
+
+
+# --- what the owner and the operator do -------------------------------------------------
+
+
+def schedule(campaign: Campaign, shop: ShopSettings, at: datetime | None = None) -> datetime:
+    """Send at ``at`` (None: now), moved to the next sending window if outside it. The
+    scheduler's dispatcher starts it then; a send due now is also queued for the task runner,
+    which polls every few seconds."""
+    when = next_send_window(max(at or utcnow(), utcnow()), shop)
+    campaign.status, campaign.scheduled_at = "scheduled", when
+    db.session.commit()
+    if when <= utcnow():
+        queue_send(campaign.id)
+    return when
+
+
+def queue_send(campaign_id: int) -> None:
+    tasks.enqueue(SEND_TASK, {"campaign_id": campaign_id})
+
+
+def unschedule(campaign: Campaign) -> None:
+    if campaign.status == "scheduled":
+        campaign.status, campaign.scheduled_at = "draft", None
+        db.session.commit()
+
+
+def pause(campaign_id: int, reason: str = "Paused by the owner.") -> bool:
+    paused = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == "sending")
+        .values(status="paused", paused_reason=reason)
+    ).rowcount
+    db.session.commit()
+    return bool(paused)
+
+
+def resume(campaign_id: int) -> bool:
+    """Back to sending; the caller queues or runs the send."""
+    resumed = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == "paused")
+        .values(status="sending", paused_reason="")
+    ).rowcount
+    db.session.commit()
+    return bool(resumed)
+
+
+def cancel(campaign_id: int) -> bool:
+    """Stop for good: queued recipients are never mailed by this campaign."""
+    cancelled = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status.in_(("scheduled", "sending", "paused")))
+        .values(status="cancelled", finished_at=utcnow())
+    ).rowcount
+    db.session.execute(
+        update(R)
+        .where(R.campaign_id == campaign_id, R.status == "queued")
+        .values(status="cancelled")
+    )
+    db.session.commit()
+    return bool(cancelled)
+
+
+@tasks.handler(SEND_TASK)
+def run_send_task(task, progress) -> dict:
+    """A send queued from the browser (send now, resume), run by the task runner."""
+    try:
+        return send_campaign(task.params["campaign_id"], progress=progress).as_dict()
+    except CampaignBusy as exc:  # the dispatcher or another runner has it: nothing to do
+        return {"busy": str(exc)}
+
+
+@dispatch_source("campaigns")
+def due_campaigns(now: datetime) -> Iterable[Dispatch]:
+    """Scheduled campaigns whose time has come, each started once per scheduled time."""
+    due = db.session.execute(
+        select(Campaign.id, Campaign.name, Campaign.scheduled_at).where(
+            Campaign.status == "scheduled", Campaign.scheduled_at <= now
+        )
+    ).all()
+    for campaign_id, name, at in due:
+        yield Dispatch(
+            f"campaign:{campaign_id}:{at:%Y%m%dT%H%M%S}",
+            f"Send {name}",
+            partial(_dispatched_send, campaign_id),
+        )
+
+
+def _dispatched_send(campaign_id: int, context) -> dict:
+    try:
+        return send_campaign(campaign_id, progress=context.progress, stop=context.stop).as_dict()
+    except CampaignBusy as exc:
+        return {"busy": str(exc)}
