@@ -58,10 +58,11 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
         tasks,
         web,
     )
+    from webapp.campaigns import views as campaigns
     from webapp.scheduler import views as schedule
     from webapp.surveys import builder, embed, respond, results
 
-    blueprints = (auth, web, customers, imports, catalog_views, settings, api, runs)
+    blueprints = (auth, web, customers, imports, catalog_views, settings, api, runs, campaigns)
     for module in (*blueprints, segment_views, builder, results, embed, respond, schedule):
         app.register_blueprint(module.bp)
     csrf.exempt(api.bp)  # bearer tokens and HMAC signatures, not sessions, protect it

@@ -1,0 +1,210 @@
+"""A campaign's results: what happened to its mail, and whether it changed what people did.
+
+Orders placed within the attribution window after the send started are attributed to the
+campaign, for the mailed recipients and for the holdout alike; the lift is the difference
+of their conversion rates, with a 95% confidence interval (normal approximation for two
+independent proportions). When the groups are too small for that approximation, the report
+says so instead of showing a number nobody should act on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import distinct, func, select
+
+from webapp.extensions import db
+from webapp.models import Campaign, CampaignRecipient, EmailEvent, Order
+
+R = CampaignRecipient
+Z95 = 1.959964
+MIN_GROUP = 30  # recipients per group for the normal approximation
+MIN_CONVERSIONS = 5  # conversions in each group (np >= 5)
+EVENT_NAMES = {
+    "delivered": ("delivered",),
+    "opened": ("open",),
+    "clicked": ("click",),
+    "unsubscribed": ("unsubscribe", "group_unsubscribe"),
+    "bounced": ("bounce", "dropped"),
+    "spam_reports": ("spamreport",),
+}
+
+
+@dataclass
+class Group:
+    size: int = 0
+    converters: int = 0
+    orders: int = 0
+    revenue_cents: int = 0
+    daily: list[int] = field(default_factory=list)  # cumulative converters by day
+
+    @property
+    def rate(self) -> float | None:
+        return self.converters / self.size if self.size else None
+
+    @property
+    def revenue_per_recipient_cents(self) -> int | None:
+        return round(self.revenue_cents / self.size) if self.size else None
+
+
+@dataclass
+class Lift:
+    difference: float | None  # mailed rate minus holdout rate
+    low: float | None
+    high: float | None
+    relative: float | None  # difference / holdout rate
+    verdict: str
+
+
+@dataclass
+class Results:
+    counts: dict[str, int]
+    events: dict[str, int]
+    machine_opens: int
+    mailed: Group
+    holdout: Group
+    lift: Lift
+    window_days: int
+    window_closed: bool
+
+
+def compute(campaign: Campaign) -> Results:
+    counts = dict(
+        db.session.execute(
+            select(R.status, func.count()).where(R.campaign_id == campaign.id).group_by(R.status)
+        ).all()
+    )
+    counts["recipients"] = sum(counts.values())
+    events = _events(campaign.id)
+    machine = db.session.scalar(
+        select(func.count(distinct(EmailEvent.recipient_id))).where(
+            EmailEvent.campaign_id == campaign.id,
+            EmailEvent.event == "open",
+            EmailEvent.machine_open.is_(True),
+        )
+    )
+    mailed, holdout = _groups(campaign, counts)
+    end = campaign.started_at + timedelta(days=campaign.attribution_days)
+    return Results(
+        counts=counts,
+        events=events,
+        machine_opens=int(machine or 0),
+        mailed=mailed,
+        holdout=holdout,
+        lift=lift(mailed, holdout),
+        window_days=campaign.attribution_days,
+        window_closed=end <= datetime.now(UTC),
+    )
+
+
+def _events(campaign_id: int) -> dict[str, int]:
+    """Distinct recipients per kind of event (opens: people, machine opens apart)."""
+    found = {}
+    for name, kinds in EVENT_NAMES.items():
+        query = select(func.count(distinct(EmailEvent.recipient_id))).where(
+            EmailEvent.campaign_id == campaign_id, EmailEvent.event.in_(kinds)
+        )
+        if name == "opened":
+            query = query.where(EmailEvent.machine_open.is_(False))
+        found[name] = int(db.session.scalar(query) or 0)
+    return found
+
+
+def _groups(campaign: Campaign, counts: dict[str, int]) -> tuple[Group, Group]:
+    start = campaign.started_at
+    days = campaign.attribution_days
+    amount = Order.total_cents - Order.refunded_cents
+    orders = (
+        select(R.status, Order.customer_id, Order.placed_at, amount)
+        .join(Order, Order.customer_id == R.customer_id)
+        .where(
+            R.campaign_id == campaign.id,
+            R.status.in_(("sent", "held_out")),
+            Order.placed_at >= start,
+            Order.placed_at < start + timedelta(days=days),
+            Order.cancelled_at.is_(None),
+            amount > 0,
+        )
+    )
+    groups = {
+        "sent": Group(size=counts.get("sent", 0)),
+        "held_out": Group(size=counts.get("held_out", 0)),
+    }
+    first: dict[str, dict[int, int]] = {"sent": {}, "held_out": {}}
+    for status, customer_id, placed_at, cents in db.session.execute(orders):
+        group = groups[status]
+        group.orders += 1
+        group.revenue_cents += int(cents)
+        day = min(days - 1, max(0, (placed_at - start).days))
+        first[status][customer_id] = min(first[status].get(customer_id, day), day)
+    for status, group in groups.items():
+        group.converters = len(first[status])
+        per_day = [0] * days
+        for day in first[status].values():
+            per_day[day] += 1
+        running = 0
+        for day in range(days):
+            running += per_day[day]
+            group.daily.append(running)
+    return groups["sent"], groups["held_out"]
+
+
+def lift(mailed: Group, holdout: Group) -> Lift:
+    if not holdout.size:
+        return Lift(None, None, None, None, "No holdout group: the lift cannot be measured.")
+    if (
+        min(mailed.size, holdout.size) < MIN_GROUP
+        or min(mailed.converters, holdout.converters) < MIN_CONVERSIONS
+    ):
+        return Lift(
+            None,
+            None,
+            None,
+            None,
+            f"Too small to tell: each group needs at least {MIN_GROUP} people and "
+            f"{MIN_CONVERSIONS} conversions (mailed: {mailed.size} / {mailed.converters}, "
+            f"holdout: {holdout.size} / {holdout.converters}).",
+        )
+    p1, p0 = mailed.rate, holdout.rate
+    difference = p1 - p0
+    se = math.sqrt(p1 * (1 - p1) / mailed.size + p0 * (1 - p0) / holdout.size)
+    low, high = difference - Z95 * se, difference + Z95 * se
+    relative = difference / p0 if p0 else None
+    span = f"{low * 100:+.1f} to {high * 100:+.1f} points"
+    if low > 0:
+        verdict = (
+            f"The campaign lifted conversion by {difference * 100:.1f} points (95% CI {span})."
+        )
+    elif high < 0:
+        verdict = f"The mailed group converted less: {difference * 100:.1f} points (95% CI {span})."
+    else:
+        verdict = f"No clear difference: the interval ({span}) includes zero."
+    return Lift(difference, low, high, relative, verdict)
+
+
+def chart(results: Results, width: int = 560, height: int = 160) -> dict:
+    """Cumulative conversion rates of both groups over the window, as SVG polylines."""
+    days = results.window_days
+    rates = {
+        name: [n / group.size if group.size else 0 for n in group.daily]
+        for name, group in (("mailed", results.mailed), ("holdout", results.holdout))
+    }
+    top = max([r for series in rates.values() for r in series] + [0.001])
+
+    def points(series: list[float]) -> str:
+        step = width / max(1, days - 1)
+        return " ".join(
+            f"{i * step:.1f},{height - (rate / top) * (height - 10):.1f}"
+            for i, rate in enumerate(series)
+        )
+
+    return {
+        "width": width,
+        "height": height,
+        "mailed": points(rates["mailed"]),
+        "holdout": points(rates["holdout"]),
+        "top": top,
+        "days": days,
+    }
