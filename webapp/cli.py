@@ -87,6 +87,7 @@ def json_errors(func: Callable) -> Callable:
 
 
 def register_commands(app: Flask) -> None:
+    from webapp.campaigns.cli import campaigns_group
     from webapp.demo import demo_command
     from webapp.imports.cli import import_orders_command
     from webapp.imports.products import import_products_command
@@ -104,6 +105,7 @@ def register_commands(app: Flask) -> None:
         export_profiles_command,
         scheduler_command,
         jobs_group,
+        campaigns_group,
     ):
         app.cli.add_command(command)
 
