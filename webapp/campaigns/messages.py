@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from flask import current_app, url_for
+from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import func, select
 
@@ -63,8 +63,10 @@ def read_recipient_token(token: str) -> tuple[int, int | None] | None:
 
 
 def public_url(endpoint: str, **values) -> str:
-    base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
-    return base + url_for(endpoint, **values)
+    """An address shoppers open from their mail (PUBLIC_BASE_URL), also outside a request:
+    sends run in the scheduler process."""
+    path = current_app.url_map.bind("patchwork").build(endpoint, values)
+    return current_app.config["PUBLIC_BASE_URL"].rstrip("/") + path
 
 
 # --- merge fields --------------------------------------------------------------------------
@@ -77,14 +79,15 @@ class MergeFields:
         self.campaign, self.shop = campaign, shop
         self.run_id = current_run_id()
         self.best_sellers = _best_sellers()
-        base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
-        self.unsubscribe_base = base + url_for("unsubscribe.unsubscribe", token="TOKEN")
-        self.preferences_base = base + url_for("unsubscribe.preferences", token="TOKEN")
+        self.unsubscribe_base = public_url("unsubscribe.unsubscribe", token="TOKEN")
+        self.preferences_base = public_url("unsubscribe.preferences", token="TOKEN")
 
     def for_batch(self, recipients: list[Recipient]) -> list[dict]:
         ids = [r.customer_id for r in recipients]
         first_names = dict(
-            db.session.execute(select(Customer.id, Customer.first_name).where(Customer.id.in_(ids)))
+            db.session.execute(
+                select(Customer.id, Customer.first_name).where(Customer.id.in_(ids))
+            ).all()
         )
         traits = self._traits(ids)
         bought = _purchases(ids)
