@@ -58,18 +58,22 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
         tasks,
         web,
     )
+    from webapp.campaigns import events, unsubscribe
     from webapp.campaigns import views as campaigns
     from webapp.scheduler import views as schedule
     from webapp.surveys import builder, embed, respond, results
 
     blueprints = (auth, web, customers, imports, catalog_views, settings, api, runs, campaigns)
-    for module in (*blueprints, segment_views, builder, results, embed, respond, schedule):
+    mail = (unsubscribe, events)  # what campaign emails lead back to: their links, their events
+    for module in (*blueprints, *mail, segment_views, builder, results, embed, respond, schedule):
         app.register_blueprint(module.bp)
     csrf.exempt(api.bp)  # bearer tokens and HMAC signatures, not sessions, protect it
     # A cross-site iframe gets no session cookie: the signed response token and the
     # allowed-origin check protect the shopper's endpoints instead.
     csrf.exempt(embed.bp)
     csrf.exempt(respond.bp)
+    csrf.exempt(unsubscribe.bp)  # the signed link is the key: mail clients' one-click POSTs
+    csrf.exempt(events.bp)  # SendGrid's ECDSA signature protects it
 
     from webapp.cli import register_commands
 
