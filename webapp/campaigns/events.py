@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Blueprint, Response, current_app, jsonify, request
 from sendgrid.helpers.eventwebhook import EventWebhook
 from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
@@ -51,11 +52,19 @@ def _refused(error: ApiError) -> tuple[Response, int]:
 # --- the signature -----------------------------------------------------------------------
 
 
+def _digits(text: str) -> bool:
+    """A short run of ASCII digits (int() takes other digits too, and is slow on long runs)."""
+    return text.isascii() and text.isdigit() and len(text) <= 12
+
+
 @lru_cache(maxsize=4)  # the configured key, parsed once
 def _verifier(key: str) -> EventWebhook:
     """The key as SendGrid shows it (base64 DER); a pasted PEM's armour lines are dropped."""
     lines = (line.strip() for line in key.splitlines())
-    return EventWebhook("".join(line for line in lines if not line.startswith("-----")))
+    verifier = EventWebhook("".join(line for line in lines if not line.startswith("-----")))
+    if not isinstance(verifier.public_key, ec.EllipticCurvePublicKey):
+        raise ValueError("not an elliptic curve key")
+    return verifier
 
 
 def verify_request(raw: bytes) -> None:
@@ -107,17 +116,11 @@ def suppression(event: dict) -> str | None:
     return None
 
 
-def _text(value: object, limit: int | None = None) -> str | None:
-    """A text field as stored: NUL characters dropped (PostgreSQL refuses them), cut."""
-    if not isinstance(value, str) or not value:
+def _text(value: object) -> str | None:
+    """A text field as stored: NUL characters dropped (PostgreSQL refuses them)."""
+    if not isinstance(value, str):
         return None
-    value = value.replace("\x00", "")
-    return value[:limit] if limit else value
-
-
-def _digits(text: str) -> bool:
-    """A short run of ASCII digits (int() takes other digits too, and is slow on long runs)."""
-    return text.isascii() and text.isdigit() and len(text) <= 12
+    return value.replace("\x00", "") or None
 
 
 def _id(value: object) -> int | None:
@@ -163,7 +166,7 @@ def event_rows(events: list) -> tuple[list[dict], int]:
         kind = _text(event.get("event"))
         occurred_at = _occurred_at(event.get("timestamp"))
         recipient_id = _id(event.get("recipient_id"))
-        owner = ledger.get(recipient_id) if recipient_id is not None else None
+        owner = ledger.get(recipient_id)
         if (
             not sg_event_id
             or len(sg_event_id) > 120
