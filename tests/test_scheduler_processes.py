@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -41,6 +42,7 @@ WAIT = 60  # seconds before a wait gives up
 STALLING_SCHEDULER = """
 import sys, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 from webapp.segmentation import segments
 
 real = segments.stage_members
@@ -104,8 +106,9 @@ def start_scheduler(app, tmp_path) -> Iterator[Callable[..., Scheduler]]:
         "UPLOAD_DIR": str(tmp_path / "uploads"),
     }
 
-    def start(stall: tuple[Path, float] | None = None) -> Scheduler:
-        scheduler = Scheduler(env, tmp_path / f"scheduler-{len(started)}.log", stall)
+    def start(stall: tuple[Path, float] | None = None, **settings: str) -> Scheduler:
+        log = tmp_path / f"scheduler-{len(started)}.log"
+        scheduler = Scheduler({**env, **settings}, log, stall)
         started.append(scheduler)
         return scheduler
 
@@ -339,3 +342,54 @@ def test_sigterm_waits_for_the_job_under_way(app, start_scheduler, tmp_path):
     assert f"stopping: waiting for {key}" in log and log.rstrip().endswith("stopped")
     (beat,) = heartbeats()
     assert beat.stopped_at is not None and beat.running == []
+
+
+def test_a_campaign_scheduled_in_the_browser_is_sent_once_by_two_schedulers(
+    app, owner_client, start_scheduler
+):
+    from tests.campaign_helpers import (
+        API_KEY,
+        consented,
+        everyone_segment,
+        make_campaign,
+        ready_shop,
+        refresh,
+    )
+    from tests.conftest import csrf_from
+    from tests.sendgrid_server import FakeSendGrid
+    from webapp.models import Campaign
+
+    ready_shop(timezone="Europe/Berlin")
+    for n in range(5):
+        consented("Vic", n)
+    refresh()
+    campaign = make_campaign(everyone_segment(), status="draft", scheduled_at=None)
+    page = owner_client.get(f"/campaigns/{campaign.id}")
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    response = owner_client.post(
+        f"/campaigns/{campaign.id}/schedule",
+        data={
+            "csrf_token": csrf_from(page),
+            "when": "later",
+            "date": tomorrow.strftime("%Y-%m-%d"),
+            "time": "10:30",
+        },
+        follow_redirects=True,
+    )
+    assert "Scheduled for" in response.get_data(as_text=True)
+    stored = db.session.get(Campaign, campaign.id)
+    assert stored.status == "scheduled"
+    assert stored.scheduled_at.astimezone(ZoneInfo("Europe/Berlin")).strftime("%H:%M") == "10:30"
+
+    with FakeSendGrid(API_KEY) as sg:
+        mail = {"SENDGRID_API_KEY": API_KEY, "SENDGRID_API_HOST": sg.url}
+        first, second = start_scheduler(**mail), start_scheduler(**mail)
+        wait_for("both schedulers", lambda: len(heartbeats()) == 2, first, second)
+        # Time passes: the scheduled moment comes.
+        stored.scheduled_at = datetime.now(UTC) + timedelta(seconds=1)
+        db.session.commit()
+        key = f"campaign:{campaign.id}:{stored.scheduled_at:%Y%m%dT%H%M%S}"
+        wait_for("the dispatched send", done(key), first, second)
+        sent = fresh(select(Campaign).where(Campaign.id == campaign.id)).one()
+        assert sent.status == "sent"
+        assert sorted(sg.recipients()) == [f"vic{n}@example.com" for n in range(5)]

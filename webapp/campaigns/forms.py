@@ -15,6 +15,7 @@ from wtforms import (
     TextAreaField,
     TimeField,
 )
+from wtforms.fields import SelectChoice
 from wtforms.validators import (
     DataRequired,
     Email,
@@ -53,7 +54,9 @@ class CampaignForm(FlaskForm):
     subject = StringField("Subject", validators=[Optional(), Length(max=255)])
     preheader = StringField("Preheader", validators=[Optional(), Length(max=255)])
     body_format = RadioField(
-        "Body written in", choices=[("markdown", "Markdown"), ("html", "HTML")], default="markdown"
+        "Body written in",
+        choices=[SelectChoice("markdown", "Markdown"), SelectChoice("html", "HTML")],
+        default="markdown",
     )
     body = TextAreaField("Body", default=STARTER_BODY, render_kw={"rows": 16})
     template_id = StringField(
@@ -109,7 +112,9 @@ class CampaignForm(FlaskForm):
 
 
 class ScheduleForm(FlaskForm):
-    when = RadioField("When", choices=[("now", "Now"), ("later", "Later")], default="now")
+    when = RadioField(
+        "When", choices=[SelectChoice("now", "Now"), SelectChoice("later", "Later")], default="now"
+    )
     date = DateField("Date", validators=[Optional()])
     time = TimeField("Time", validators=[Optional()])
 

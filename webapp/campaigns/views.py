@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
+from wtforms.fields import SelectChoice
 
 from webapp.campaigns import results as campaign_results
 from webapp.campaigns import sending
@@ -41,8 +42,11 @@ def _campaign_or_404(campaign_id: int) -> Campaign:
     return campaign
 
 
-def _segment_choices() -> list[tuple[int, str]]:
-    return [(s.id, s.name) for s in db.session.scalars(select(Segment).order_by(Segment.name))]
+def _segment_choices() -> list[SelectChoice]:
+    return [
+        SelectChoice(s.id, s.name)
+        for s in db.session.scalars(select(Segment).order_by(Segment.name))
+    ]
 
 
 def audience(segment_id: int | None) -> LiveCount | None:
@@ -65,7 +69,7 @@ def audience(segment_id: int | None) -> LiveCount | None:
 def index():
     campaigns = db.session.scalars(select(Campaign).order_by(Campaign.id.desc())).all()
     counts = {c.id: sending.status_counts(c.id) for c in campaigns if c.started_at}
-    segments = dict(_segment_choices())
+    segments = dict(db.session.execute(select(Segment.id, Segment.name)).all())
     return render_template(
         "campaigns/index.html", campaigns=campaigns, counts=counts, segments=segments
     )
