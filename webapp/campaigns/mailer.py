@@ -52,7 +52,7 @@ class Mailer:
     def send(self, payload: dict) -> Outcome:
         raise NotImplementedError
 
-    def send_all(self, payloads: list[dict]) -> list[Outcome]:
+    def send_all(self, payloads: Iterable[dict]) -> list[Outcome]:
         return [self.send(payload) for payload in payloads]
 
     def close(self) -> None:
@@ -199,9 +199,11 @@ class SendGridMailer(Mailer):
             max_retries=config["SENDGRID_MAX_RETRIES"],
         )
 
-    def _client(self) -> SendGridAPIClient:
-        client = getattr(self._local, "client", None)
-        if client is None:
+    def _endpoint(self):
+        """This thread's client for /v3/mail/send (what SendGridAPIClient.send posts to),
+        made once: the library builds a client object per path segment on every call."""
+        endpoint = getattr(self._local, "endpoint", None)
+        if endpoint is None:
             client = SendGridAPIClient(api_key=self.api_key, host=self.host)
             client.client = KeepAliveClient(
                 host=self.host,
@@ -210,8 +212,8 @@ class SendGridMailer(Mailer):
                 timeout=self.timeout,
                 connections=self._connections,
             )
-            self._local.client = client
-        return client
+            endpoint = self._local.endpoint = client.client.mail.send
+        return endpoint
 
     def _wait(self, exc: HTTPError, attempt: int) -> float:
         """Until SendGrid's rate limit resets (X-RateLimit-Reset, epoch seconds), else an
@@ -225,10 +227,10 @@ class SendGridMailer(Mailer):
         return min(self.max_wait, self.backoff * 2**attempt)
 
     def send(self, payload: dict) -> Outcome:
-        client = self._client()
+        endpoint = self._endpoint()
         for attempt in range(self.max_retries + 1):
             try:
-                response = client.send(payload)
+                response = endpoint.post(request_body=payload)
             except HTTPError as exc:
                 if exc.status_code == 429 or exc.status_code >= 500:
                     if attempt < self.max_retries:
@@ -243,12 +245,19 @@ class SendGridMailer(Mailer):
             return Outcome("sent", message_id=response.headers.get("X-Message-Id"))
         raise AssertionError("unreachable")
 
-    def send_all(self, payloads: list[dict]) -> list[Outcome]:
-        if len(payloads) == 1 or self.concurrency == 1:
+    def send_all(self, payloads: Iterable[dict]) -> list[Outcome]:
+        """Each request handed to a sending thread as soon as it is built."""
+        if self.concurrency == 1:
             return [self.send(payload) for payload in payloads]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sendgrid")
-        return list(self._pool.map(self.send, payloads))
+        futures = []
+        try:
+            for payload in payloads:
+                futures.append(self._pool.submit(self.send, payload))
+        finally:  # a request already handed over is waited for, even if building failed
+            outcomes = [future.result() for future in futures]
+        return outcomes
 
     def close(self) -> None:
         if self._pool is not None:

@@ -8,11 +8,14 @@ per craft for the recommendations.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from flask import current_app
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import func, select
 
 from webapp.campaigns.render import CampaignContent
@@ -46,20 +49,33 @@ class Recipient:
 # --- unsubscribe tokens ------------------------------------------------------------------
 
 
-def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="patchwork-unsubscribe")
+def _token_key() -> bytes:
+    secret = current_app.config["SECRET_KEY"].encode()
+    return hmac.new(secret, b"patchwork-unsubscribe", hashlib.sha256).digest()
 
 
-def recipient_token(customer_id: int, recipient_id: int | None) -> str:
-    return _serializer().dumps([customer_id, recipient_id or 0])
+def _signature(key: bytes, message: str) -> str:
+    digest = hmac.new(key, message.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+def recipient_token(customer_id: int, recipient_id: int | None, key: bytes | None = None) -> str:
+    """``customer.recipient.signature``: an HMAC-SHA256 (truncated to 128 bits) under a key
+    derived from SECRET_KEY. Plain hmac rather than itsdangerous's serializer: a send signs
+    one per recipient, and this costs a tenth."""
+    message = f"{customer_id}.{recipient_id or 0}"
+    return f"{message}.{_signature(key or _token_key(), message)}"
 
 
 def read_recipient_token(token: str) -> tuple[int, int | None] | None:
-    try:
-        customer_id, recipient_id = _serializer().loads(token)
-    except (BadSignature, ValueError, TypeError):
+    customer, _, rest = token.partition(".")
+    recipient, _, signature = rest.partition(".")
+    if not (customer.isdigit() and recipient.isdigit() and len(token) < 100):
         return None
-    return int(customer_id), (int(recipient_id) or None)
+    expected = _signature(_token_key(), f"{customer}.{recipient}")
+    if not hmac.compare_digest(expected, signature):
+        return None
+    return int(customer), (int(recipient) or None)
 
 
 def public_url(endpoint: str, **values) -> str:
@@ -79,6 +95,7 @@ class MergeFields:
         self.campaign, self.shop = campaign, shop
         self.run_id = current_run_id()
         self.best_sellers = _best_sellers()
+        self.token_key = _token_key()
         self.unsubscribe_base = public_url("unsubscribe.unsubscribe", token="TOKEN")
         self.preferences_base = public_url("unsubscribe.preferences", token="TOKEN")
 
@@ -95,7 +112,7 @@ class MergeFields:
         for r in recipients:
             purchases = bought.get(r.customer_id, [])
             craft = traits.get((r.customer_id, "craft"), "")
-            token = recipient_token(r.customer_id, r.id)
+            token = recipient_token(r.customer_id, r.id, self.token_key)
             fields.append(
                 {
                     "first_name": first_names.get(r.customer_id) or "",
@@ -201,33 +218,29 @@ class Payloads:
             "custom_args": {"campaign_id": str(campaign.id)},
         }
 
-    def build(self, recipients: list[Recipient]) -> list[dict]:
+    def build(self, recipients: list[Recipient]) -> Iterator[dict]:
+        """The requests, one at a time: the mailer sends each while the next is rendered."""
         fields = self.merge.for_batch(recipients)
         people = [self._personalization(r, f) for r, f in zip(recipients, fields, strict=True)]
         if self.content is None:
-            return [
-                {
+            for start in range(0, len(people), PERSONALIZATIONS_PER_REQUEST):
+                yield {
                     **self.shared,
                     "template_id": self.campaign.template_id,
                     "personalizations": people[start : start + PERSONALIZATIONS_PER_REQUEST],
                 }
-                for start in range(0, len(people), PERSONALIZATIONS_PER_REQUEST)
-            ]
-        payloads = []
+            return
         for person, merge in zip(people, fields, strict=True):
             rendered = self.content.render(merge)
-            payloads.append(
-                {
-                    **self.shared,
-                    "personalizations": [person],
-                    "subject": rendered.subject,
-                    "content": [
-                        {"type": "text/plain", "value": rendered.text},
-                        {"type": "text/html", "value": rendered.html},
-                    ],
-                }
-            )
-        return payloads
+            yield {
+                **self.shared,
+                "personalizations": [person],
+                "subject": rendered.subject,
+                "content": [
+                    {"type": "text/plain", "value": rendered.text},
+                    {"type": "text/html", "value": rendered.html},
+                ],
+            }
 
     def _personalization(self, recipient: Recipient, merge: dict) -> dict:
         to = {"email": recipient.email}

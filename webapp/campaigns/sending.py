@@ -31,7 +31,7 @@ from sqlalchemy.orm import aliased
 
 from webapp import tasks
 from webapp.campaigns.mailer import Mailer, Outcome, mailer_for
-from webapp.campaigns.messages import Payloads, Recipient
+from webapp.campaigns.messages import PERSONALIZATIONS_PER_REQUEST, Payloads, Recipient
 from webapp.extensions import db
 from webapp.models import Campaign, CampaignRecipient, Customer, Segment, ShopSettings
 from webapp.scheduler.registry import Dispatch, dispatch_source
@@ -357,7 +357,7 @@ def _send(campaign_id, owner, mailer, progress, stop) -> Summary:
     return summary(db.session.get(Campaign, campaign_id), sent_now)
 
 
-def _claim(campaign_id: int, owner: str, size: int) -> list[CampaignRecipient]:
+def _claim(campaign_id: int, owner: str, size: int) -> list[Recipient]:
     """The next queued rows, marked in flight (committed before anything is sent)."""
     ids = db.session.scalars(
         select(R.id)
@@ -367,45 +367,43 @@ def _claim(campaign_id: int, owner: str, size: int) -> list[CampaignRecipient]:
     ).all()
     if not ids:
         return []
-    now = utcnow()
-    db.session.execute(
+    claimed = db.session.execute(
         update(R)
         .where(R.id.in_(ids), R.status == "queued")
-        .values(status="sending", batch=ids[0], sent_at=now)
-    )
+        .values(status="sending", batch=ids[0], sent_at=utcnow())
+        .returning(R.id, R.customer_id, R.email)
+    ).all()
     _renew_lease(campaign_id, owner)
     db.session.commit()
-    return db.session.scalars(
-        select(R)
-        .where(R.batch == ids[0], R.status == "sending", R.campaign_id == campaign_id)
-        .order_by(R.id)
-    ).all()
+    return sorted((Recipient(*row) for row in claimed), key=lambda r: r.id)
 
 
-def _deliver(batch, payloads: Payloads, mailer: Mailer) -> list[Outcome]:
-    recipients = [Recipient(r.id, r.customer_id, r.email) for r in batch]
-    return mailer.send_all(payloads.build(recipients))
+def _deliver(batch: list[Recipient], payloads: Payloads, mailer: Mailer) -> list[Outcome]:
+    return mailer.send_all(payloads.build(batch))
 
 
-def _record(batch, outcomes: list[Outcome], shared_requests: bool) -> int:
-    """Each row's outcome (with a template, one request's outcome covers up to 1000 rows)."""
+def _record(batch: list[Recipient], outcomes: list[Outcome], shared_requests: bool) -> int:
+    """Each row's outcome, in one executemany (with a template, one request's outcome
+    covers the rows of its personalizations)."""
     if shared_requests:
-        size = -(-len(batch) // len(outcomes))
+        size = PERSONALIZATIONS_PER_REQUEST
         pairs = [(row, outcomes[i // size]) for i, row in enumerate(batch)]
     else:
         pairs = list(zip(batch, outcomes, strict=True))
-    sent = 0
+    values = []
     for row, outcome in pairs:
-        row.error = outcome.error
+        change = {"id": row.id, "status": outcome.status, "error": outcome.error}
         if outcome.status == "retry":  # SendGrid surely did not take it: queued again
-            row.status, row.batch, row.sent_at = "queued", None, None
+            change.update(status="queued", batch=None, sent_at=None)
+        elif outcome.status == "failed":
+            change.update(sent_at=None)
         else:
-            row.status, row.message_id = outcome.status, outcome.message_id
-            if outcome.status == "failed":
-                row.sent_at = None
-            sent += outcome.status == "sent"
+            change.update(message_id=outcome.message_id)
+        values.append(change)
+    for keys in {tuple(sorted(v)) for v in values}:  # one executemany per set of columns
+        db.session.execute(update(R), [v for v in values if tuple(sorted(v)) == keys])
     db.session.commit()
-    return sent
+    return sum(outcome.status == "sent" for _, outcome in pairs)
 
 
 def _finish(campaign_id: int) -> None:
