@@ -77,9 +77,11 @@ def index():
 
 def _form(campaign: Campaign | None) -> CampaignForm:
     shop = get_shop()
+    choices = _segment_choices()
     defaults = {}
     if campaign is None:
         defaults = {
+            "segment_id": choices[0].value if choices else None,  # as the select shows it
             "from_email": current_user.email,
             "from_name": shop.name,
             "holdout_percent": shop.holdout_percent,
@@ -87,7 +89,7 @@ def _form(campaign: Campaign | None) -> CampaignForm:
             "attribution_days": 7,
         }
     form = CampaignForm(obj=campaign, data=defaults or None, shop=shop)
-    form.segment_id.choices = _segment_choices()
+    form.segment_id.choices = choices
     return form
 
 
@@ -151,9 +153,11 @@ def preview():
         form.populate_obj(draft)
         draft.id = 0
         try:
-            payload = Payloads(draft, get_shop()).build(
-                [Recipient(None, customer.id, customer.email or "", customer.display_name)]
-            )[0]
+            payload = next(
+                Payloads(draft, get_shop()).build(
+                    [Recipient(None, customer.id, customer.email or "", customer.display_name)]
+                )
+            )
             rendered = _shown(payload)
         except ContentError as exc:
             errors = [exc]
@@ -273,9 +277,8 @@ def test_send(campaign_id: int):
         return redirect(url_for(".show", campaign_id=campaign_id))
     member = live.sample[0]
     try:
-        payload = Payloads(campaign, shop).build([Recipient(None, member.id, current_user.email)])[
-            0
-        ]
+        to_owner = Recipient(None, member.id, current_user.email)
+        payload = next(Payloads(campaign, shop).build([to_owner]))
     except ContentError as exc:
         flash(str(exc), "error")
         return redirect(url_for(".show", campaign_id=campaign_id))
