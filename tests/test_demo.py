@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
+from webapp.campaigns import results
+from webapp.demo.campaigns import CAMPAIGNS
 from webapp.demo.command import DEMO_EMAIL, DEMO_PASSWORD, DEMO_SHOP_NAME
 from webapp.demo.generator import (
     LINE_COLUMNS,
@@ -21,10 +24,14 @@ from webapp.demo.generator import (
 from webapp.extensions import db
 from webapp.models import (
     AnswerChoice,
+    Campaign,
+    CampaignRecipient,
     Customer,
     DeclaredTrait,
+    EmailEvent,
     Order,
     OrderLine,
+    OutboxMessage,
     Product,
     RefreshRun,
     Segment,
@@ -53,7 +60,8 @@ def test_demo_builds_the_shop_and_a_second_run_adds_nothing(runner):
     assert "http://127.0.0.1:5000/" in result.output
     first = counts()
     assert first["Customer"] == 60
-    assert first["Order"] == Scale.for_customers(60).orders
+    imported = select(func.count(Order.id)).where(Order.external_id.not_like("#D-%"))
+    assert db.session.scalar(imported) == Scale.for_customers(60).orders  # and campaigns' orders
     assert first["OrderLine"] > first["Order"]
     assert first["Product"] > 36  # 12 categories x 3 tiers, some with variants
     tiers = set(db.session.scalars(select(Product.tier).distinct()))
@@ -227,6 +235,72 @@ def test_the_demo_shop_is_served_over_http_on_its_own_port():
         server.shutdown()
 
     assert 'src="http://127.0.0.1:5000/embed.js" data-shop-key="key-1"' in html
+
+
+# --- campaigns -----------------------------------------------------------------------------
+
+
+def test_demo_sends_two_campaigns_with_events_and_attributed_orders(runner):
+    now = datetime.now(UTC)
+    result = runner.invoke(args=["demo", "--no-serve", "--customers", "300"])
+
+    assert result.exit_code == 0, result.output
+    assert "Campaigns: 2 sent" in result.output
+    campaigns = db.session.scalars(select(Campaign).order_by(Campaign.id)).all()
+    assert [c.status for c in campaigns] == ["sent", "sent"]
+    closed, still_open = campaigns
+    assert timedelta(days=39) < now - closed.started_at < timedelta(days=41)
+    assert timedelta(days=3) < now - still_open.started_at < timedelta(days=5)
+    for campaign, plan in zip(campaigns, CAMPAIGNS, strict=True):
+        report = results.compute(campaign)
+        mailed, held_out = report.mailed, report.holdout
+        # The real sender's ledger and outbox, moved back to the day of the send.
+        outbox = db.session.scalars(
+            select(OutboxMessage).where(OutboxMessage.campaign_id == campaign.id)
+        ).all()
+        assert len(outbox) == mailed.size > 0 and held_out.size > 0
+        assert {m.created_at for m in outbox} == {campaign.started_at}
+        sent_at = select(CampaignRecipient.sent_at).where(
+            CampaignRecipient.campaign_id == campaign.id, CampaignRecipient.status == "sent"
+        )
+        assert set(db.session.scalars(sent_at)) == {campaign.started_at}
+        assert "{{" not in outbox[0].html and plan.discount_code in outbox[0].text
+        # SendGrid's events, after the send and not after now.
+        assert report.events["delivered"] + report.events["bounced"] == mailed.size
+        assert report.events["opened"] >= report.events["clicked"]
+        assert report.events["unsubscribed"] >= 1
+        times = db.session.scalars(
+            select(EmailEvent.occurred_at).where(EmailEvent.campaign_id == campaign.id)
+        ).all()
+        assert campaign.started_at <= min(times) and max(times) <= datetime.now(UTC)
+        # Conversions in both groups, the mailed group's at least its planned rate.
+        assert mailed.converters >= math.ceil(mailed.size * plan.mailed_rate)
+        assert held_out.converters >= 1
+    assert report.window_closed is False and results.compute(closed).window_closed is True
+    assert db.session.scalar(select(func.count()).where(EmailEvent.event == "click")) > 0
+    assert db.session.scalar(select(func.count()).where(EmailEvent.machine_open.is_(True))) > 0
+    # Unsubscribes and bounces suppress the customer, as the webhook does.
+    unsubscribed = select(EmailEvent.customer_id).where(EmailEvent.event == "unsubscribe")
+    for customer_id in db.session.scalars(unsubscribed):
+        assert db.session.get(Customer, customer_id).unsubscribed_at is not None
+    # The campaigns' orders are counted in their customers' totals.
+    buyers = db.session.scalars(
+        select(Order.customer_id).where(Order.external_id.like("#D-%")).distinct()
+    ).all()
+    for customer in db.session.scalars(select(Customer).where(Customer.id.in_(buyers))):
+        live = db.session.scalars(
+            select(Order).where(Order.customer_id == customer.id, Order.cancelled_at.is_(None))
+        ).all()
+        assert customer.orders_count == len(live)
+        assert customer.spent_cents == sum(o.total_cents - o.refunded_cents for o in live)
+        assert customer.last_order_at == max(o.placed_at for o in live)
+    events = db.session.scalar(select(func.count(EmailEvent.id)))
+
+    again = runner.invoke(args=["demo", "--no-serve", "--customers", "300"])
+
+    assert again.exit_code == 0, again.output
+    assert db.session.scalar(select(func.count(Campaign.id))) == 2
+    assert db.session.scalar(select(func.count(EmailEvent.id))) == events
 
 
 # --- the generator ------------------------------------------------------------------------

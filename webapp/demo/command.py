@@ -14,6 +14,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from webapp.cli import CommandError, needs_database
+from webapp.demo.campaigns import add_demo_campaigns
 from webapp.demo.shop_page import ShopPage, start_shop_page
 from webapp.extensions import db
 
@@ -58,6 +59,7 @@ def demo_command(
     if not demo_surveys_built(db.session):
         build_surveys(seed)
     build_segments()
+    add_demo_campaigns(seed)
     created = ensure_demo_login()
     shop_url = allow_shop_origin(host, shop_port)
     url = f"http://{host}:{port}/"
