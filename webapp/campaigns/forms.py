@@ -102,7 +102,7 @@ class CampaignForm(FlaskForm):
                 body_format=self.body_format.data,
                 shop_name=self.shop.name,
                 postal_address=self.shop.postal_address,
-            ).render(SAMPLE_CONTEXT)
+            ).check(SAMPLE_CONTEXT)
         except ContentError as exc:
             target = {"Subject": self.subject, "Preheader": self.preheader}.get(exc.part, self.body)
             where = f"Line {exc.line}: " if exc.line and target is self.body else ""

@@ -24,12 +24,14 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import python_http_client
+from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError, handle_error
 from sendgrid import SendGridAPIClient
 
@@ -123,6 +125,26 @@ class KeepAliveClient(python_http_client.Client):
             timeout=self.timeout,
             connections=self._connections,
         )
+
+    def __getattr__(self, name):
+        if name not in self.methods:
+            return super().__getattr__(name)
+        method = name.upper()
+
+        def http_request(request_body=None, query_params=None, request_headers=None, **_):
+            """The library's request, without the urllib opener it builds on every call (a
+            third of a request's time) that the keep-alive connection makes useless."""
+            headers = {**self.request_headers, **(request_headers or {})}
+            data = None
+            if request_body is not None:
+                headers.setdefault("Content-Type", "application/json")
+                data = json.dumps(request_body).encode()
+            request = urllib.request.Request(
+                self._build_url(query_params), data=data, headers=headers, method=method
+            )
+            return Response(self._make_request(None, request))
+
+        return http_request
 
     def _make_request(self, opener, request, timeout=None):
         connections = self._connections

@@ -112,7 +112,9 @@ class MergeFields:
         for r in recipients:
             purchases = bought.get(r.customer_id, [])
             craft = traits.get((r.customer_id, "craft"), "")
-            token = recipient_token(r.customer_id, r.id, self.token_key)
+            # A preview or a test to the owner borrows a member's merge fields, never their
+            # unsubscribe link.
+            token = recipient_token(r.customer_id, r.id, self.token_key) if r.id else "preview"
             fields.append(
                 {
                     "first_name": first_names.get(r.customer_id) or "",

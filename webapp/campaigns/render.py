@@ -167,6 +167,9 @@ class CampaignContent:
     ):
         self.subject = _compile(_text_env, subject, "Subject")
         self.preheader = _compile(_env, preheader, "Preheader")
+        # The body as the owner wrote it: its errors name the lines they typed (Markdown's
+        # HTML has other line numbers).
+        self.written = _compile(_env, body, "Body")
         source = markdown_to_template(body) if body_format == "markdown" else body
         self.body = _compile(_env, with_utm(source, name), "Body")
         self.footer = (
@@ -206,6 +209,11 @@ class CampaignContent:
         markup = f"<!doctype html><html><body>{hidden}{body}{footer}</body></html>"
         return Rendered(subject=subject, html=markup, text=html_to_text(body + footer))
 
+    def check(self, context: dict) -> None:
+        """Raise the first ContentError rendering ``context`` meets, at the line written."""
+        _run(self.written, context, "Body")
+        self.render(context)
+
 
 def check(campaign, shop) -> list[ContentError]:
     """Every error the campaign's content has, found by compiling and rendering it with
@@ -213,7 +221,7 @@ def check(campaign, shop) -> list[ContentError]:
     try:
         if campaign.uses_template:
             return []
-        CampaignContent.of(campaign, shop).render({**SAMPLE_CONTEXT, "shop_name": shop.name})
+        CampaignContent.of(campaign, shop).check({**SAMPLE_CONTEXT, "shop_name": shop.name})
     except ContentError as exc:
         return [exc]
     return []

@@ -18,7 +18,7 @@ from webapp.campaigns.forms import CampaignForm, ScheduleForm
 from webapp.campaigns.mailer import mailer_for
 from webapp.campaigns.messages import Payloads, Recipient
 from webapp.campaigns.render import MERGE_FIELDS, ContentError
-from webapp.extensions import db
+from webapp.extensions import db, htmx
 from webapp.models import Campaign, OutboxMessage, Segment
 from webapp.segmentation.rules import RulesError, validate
 from webapp.segmentation.segments import LiveCount, live_count, live_scope
@@ -204,6 +204,10 @@ def show(campaign_id: int):
 @bp.get("/<int:campaign_id>/progress")
 def progress(campaign_id: int):
     campaign = _campaign_or_404(campaign_id)
+    if htmx and campaign.status not in ("scheduled", "sending"):
+        # Finished, paused or cancelled while the page polled: reload it once, with its
+        # buttons and results as they are now.
+        return "", 200, {"HX-Refresh": "true"}
     return render_template(
         "campaigns/_progress.html", campaign=campaign, counts=sending.status_counts(campaign.id)
     )
