@@ -59,6 +59,7 @@ _BLOCK_TAG_LINE = re.compile(r"\{%.*?%\}")
 _PLACEHOLDER = "PWJINJA{}X"
 _HREF = re.compile(r'(href=")(https?://[^"{}]+)(")', re.I)
 _TAG = re.compile(r"<[^>]+>")
+_SPLIT_LIST = re.compile(r"</(ul|ol)>\s*<\1>")
 _BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|tr|table|ul|ol)>|<br\s*/?>", re.I)
 
 
@@ -172,14 +173,16 @@ class CampaignContent:
         self.written = _compile(_env, body, "Body")
         source = markdown_to_template(body) if body_format == "markdown" else body
         self.body = _compile(_env, with_utm(source, name), "Body")
+        lines = [line.strip() for line in postal_address.splitlines() if line.strip()]
+        if not lines or lines[0] != shop_name.strip():  # an address may start with the name
+            lines.insert(0, shop_name)
         self.footer = (
             '<hr><p style="font-size:12px;color:#666">'
-            + html.escape(shop_name)
-            + "<br>"
-            + "<br>".join(html.escape(line) for line in postal_address.splitlines() if line)
+            + "<br>".join(html.escape(line) for line in lines)
             + '<br><a href="{unsubscribe}">Unsubscribe</a> · '
             + '<a href="{preferences}">Email preferences</a></p>'
         )
+        self.markdown = body_format == "markdown"
 
     @classmethod
     def of(cls, campaign, shop) -> CampaignContent:
@@ -197,6 +200,8 @@ class CampaignContent:
         subject = _run(self.subject, context, "Subject").strip()
         preheader = _run(self.preheader, context, "Preheader").strip()
         body = _run(self.body, context, "Body")
+        if self.markdown:  # a list written inside a loop: one list, not one per item
+            body = _SPLIT_LIST.sub("", body)
         footer = self.footer.format(
             unsubscribe=html.escape(context["unsubscribe_url"]),
             preferences=html.escape(context["preferences_url"]),
