@@ -50,6 +50,7 @@ class Outcome:
 class Mailer:
     name = "mailer"
     concurrency = 1
+    threaded = False  # may send from another thread than the sender's (not the outbox)
 
     def send(self, payload: dict) -> Outcome:
         raise NotImplementedError
@@ -190,6 +191,7 @@ class SendGridMailer(Mailer):
     """Mail through SendGrid's v3 API, ``concurrency`` requests at a time."""
 
     name = "sendgrid"
+    threaded = True
 
     def __init__(
         self,

@@ -20,6 +20,7 @@ import random
 import socket
 import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from functools import partial
@@ -323,63 +324,122 @@ def _send(campaign_id, owner, mailer, progress, stop) -> Summary:
         if campaign.uses_template
         else mailer.concurrency * current_app.config["CAMPAIGN_REQUESTS_PER_WORKER"]
     )
-    total = sum(n for s, n in status_counts(campaign_id).items() if s in ("queued", "sent"))
-    sent_now, failed_batches = 0, 0
-    while not (stop and stop.is_set()):
-        state = db.session.scalar(
+    loop = _Loop(campaign, owner, mailer, progress)
+    try:
+        loop.run(payloads, batch_size, stop)
+    finally:
+        loop.close()
+    db.session.expire_all()
+    return summary(db.session.get(Campaign, campaign_id), loop.sent_now)
+
+
+class _Loop:
+    """Batch after batch, the next one read and rendered while the one before is in flight:
+    rows are marked ``sending`` only once the batch before is recorded, so at most one
+    batch is ever in flight."""
+
+    def __init__(self, campaign: Campaign, owner: str, mailer: Mailer, progress):
+        self.campaign_id, self.owner, self.mailer = campaign.id, owner, mailer
+        self.shared_requests = campaign.uses_template
+        self.progress = progress
+        counts = status_counts(campaign.id)
+        self.done = counts.get("sent", 0)
+        self.total = self.done + counts.get("queued", 0)
+        self.sent_now = self.failed_batches = 0
+        # The outbox writes through this thread's session: it sends in line.
+        self.background = ThreadPoolExecutor(1) if mailer.threaded else None
+        self.flight: tuple[list[Recipient], Future] | None = None
+
+    def run(self, payloads: Payloads, size: int, stop) -> None:
+        after = 0
+        while True:
+            going = not (stop and stop.is_set()) and self._status() == "sending"
+            upcoming = _queued(self.campaign_id, after, size) if going else []
+            try:
+                requests = list(payloads.build(upcoming))
+            finally:
+                self._land()
+            if not upcoming:
+                if going and after and _queued(self.campaign_id, 0, 1):
+                    after = 0  # rows a retry queued again, behind the ones read since
+                    continue
+                if going:
+                    _finish(self.campaign_id)
+                return
+            claimed = _mark(self.campaign_id, self.owner, upcoming)
+            if len(claimed) != len(upcoming):  # cancelled meanwhile: send only what is left
+                requests = list(payloads.build(claimed))
+            after = upcoming[-1].id
+            if claimed:
+                self.flight = (claimed, self._submit(requests))
+
+    def _status(self) -> str:
+        return db.session.scalar(
             select(Campaign.status)
-            .where(Campaign.id == campaign_id)
+            .where(Campaign.id == self.campaign_id)
             .execution_options(populate_existing=True)
         )
-        if state != "sending":
-            break
-        batch = _claim(campaign_id, owner, batch_size)
-        if not batch:
-            _finish(campaign_id)
-            break
-        outcomes = _deliver(batch, payloads, mailer)
-        sent_now += _record(batch, outcomes, campaign.uses_template)
+
+    def _submit(self, requests: list[dict]) -> Future:
+        if self.background is not None:
+            return self.background.submit(self.mailer.send_all, requests)
+        future: Future = Future()
+        future.set_result(self.mailer.send_all(requests))
+        return future
+
+    def _land(self) -> None:
+        """Wait for the batch in flight and record what became of it."""
+        if self.flight is None:
+            return
+        batch, future = self.flight
+        self.flight = None
+        outcomes = future.result()
+        sent = _record(batch, outcomes, self.shared_requests)
+        self.sent_now += sent
+        self.done += sent
         if all(o.status in ("retry", "failed") for o in outcomes):
-            failed_batches += 1
-            if failed_batches >= MAX_FAILED_BATCHES:
-                errors = {o.error for o in outcomes if o.error}
+            self.failed_batches += 1
+            if self.failed_batches >= MAX_FAILED_BATCHES:
+                errors = "; ".join(sorted({o.error for o in outcomes if o.error}))
                 pause(
-                    campaign_id,
-                    f"Paused after {failed_batches} failed batches in a row: "
-                    + "; ".join(sorted(errors))[:500],
+                    self.campaign_id,
+                    f"Paused after {self.failed_batches} failed batches in a row: " + errors[:500],
                 )
         else:
-            failed_batches = 0
-        if progress:
-            done = status_counts(campaign_id).get("sent", 0)
-            progress(done, total, f"{done} of {total} sent")
-    db.session.expire_all()
-    return summary(db.session.get(Campaign, campaign_id), sent_now)
+            self.failed_batches = 0
+        if self.progress:
+            self.progress(self.done, self.total, f"{self.done} of {self.total} sent")
+
+    def close(self) -> None:
+        if self.background is not None:
+            self.background.shutdown()
 
 
-def _claim(campaign_id: int, owner: str, size: int) -> list[Recipient]:
-    """The next queued rows, marked in flight (committed before anything is sent)."""
-    ids = db.session.scalars(
-        select(R.id)
-        .where(R.campaign_id == campaign_id, R.status == "queued")
+def _queued(campaign_id: int, after: int, size: int) -> list[Recipient]:
+    rows = db.session.execute(
+        select(R.id, R.customer_id, R.email)
+        .where(R.campaign_id == campaign_id, R.status == "queued", R.id > after)
         .order_by(R.id)
         .limit(size)
     ).all()
-    if not ids:
-        return []
-    claimed = db.session.execute(
-        update(R)
-        .where(R.id.in_(ids), R.status == "queued")
-        .values(status="sending", batch=ids[0], sent_at=utcnow())
-        .returning(R.id, R.customer_id, R.email)
-    ).all()
+    return [Recipient(*row) for row in rows]
+
+
+def _mark(campaign_id: int, owner: str, batch: list[Recipient]) -> list[Recipient]:
+    """Mark the batch in flight, committed before any of it is sent; returns the rows that
+    were still queued."""
+    ids = [r.id for r in batch]
+    claimed = set(
+        db.session.scalars(
+            update(R)
+            .where(R.id.in_(ids), R.status == "queued")
+            .values(status="sending", batch=ids[0], sent_at=utcnow())
+            .returning(R.id)
+        )
+    )
     _renew_lease(campaign_id, owner)
     db.session.commit()
-    return sorted((Recipient(*row) for row in claimed), key=lambda r: r.id)
-
-
-def _deliver(batch: list[Recipient], payloads: Payloads, mailer: Mailer) -> list[Outcome]:
-    return mailer.send_all(payloads.build(batch))
+    return [r for r in batch if r.id in claimed]
 
 
 def _record(batch: list[Recipient], outcomes: list[Outcome], shared_requests: bool) -> int:
