@@ -537,6 +537,39 @@ def cancel(campaign_id: int) -> bool:
     return bool(cancelled)
 
 
+def settle_unknown(campaign_id: int, resend: bool) -> int:
+    """The owner's decision on recipients whose mail may or may not have gone: count them
+    as sent, or queue them again (the owner accepts a possible second copy)."""
+    changed = db.session.execute(
+        update(R)
+        .where(R.campaign_id == campaign_id, R.status == "unknown")
+        .values(status="queued", batch=None, sent_at=None, error=None)
+        if resend
+        else update(R)
+        .where(R.campaign_id == campaign_id, R.status == "unknown")
+        .values(status="sent", error="Counted as sent by the owner (no answer from SendGrid).")
+    ).rowcount
+    if resend and changed:
+        db.session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.status.in_(("sent", "paused")))
+            .values(status="sending", finished_at=None, paused_reason="")
+        )
+    db.session.commit()
+    return changed
+
+
+def problems_of(campaign_id: int, limit: int = 5) -> list[tuple[str, str, int]]:
+    """The commonest reasons recipients failed or are unknown: (status, error, how many)."""
+    return db.session.execute(
+        select(R.status, R.error, func.count())
+        .where(R.campaign_id == campaign_id, R.status.in_(("failed", "unknown")))
+        .group_by(R.status, R.error)
+        .order_by(func.count().desc())
+        .limit(limit)
+    ).all()
+
+
 @tasks.handler(SEND_TASK)
 def run_send_task(task, progress) -> dict:
     """A send queued from the browser (send now, resume), run by the task runner."""

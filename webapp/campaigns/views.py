@@ -195,6 +195,7 @@ def show(campaign_id: int):
         problems=sending.readiness(campaign, shop) if campaign.editable else [],
         audience=audience(campaign.segment_id) if campaign.editable else None,
         counts=sending.status_counts(campaign.id),
+        problems_seen=sending.problems_of(campaign.id) if campaign.started_at else [],
         results=campaign_results.compute(campaign) if campaign.started_at else None,
         schedule_form=ScheduleForm(),
         tz=shop.timezone,
@@ -267,6 +268,20 @@ def cancel(campaign_id: int):
     _campaign_or_404(campaign_id)
     if sending.cancel(campaign_id):
         flash("Cancelled: the recipients still queued will not get it.", "success")
+    return redirect(url_for(".show", campaign_id=campaign_id))
+
+
+@bp.post("/<int:campaign_id>/unknown")
+def settle_unknown(campaign_id: int):
+    """The owner decides on recipients whose request got no answer."""
+    _campaign_or_404(campaign_id)
+    resend = request.form.get("decision") == "resend"
+    changed = sending.settle_unknown(campaign_id, resend)
+    if resend and changed:
+        sending.queue_send(campaign_id)
+        flash(f"{changed} recipients queued again: they may get a second copy.", "success")
+    elif changed:
+        flash(f"{changed} recipients counted as sent.", "success")
     return redirect(url_for(".show", campaign_id=campaign_id))
 
 
