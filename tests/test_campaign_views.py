@@ -7,7 +7,7 @@ from sqlalchemy import select
 from tests.campaign_helpers import consented, everyone_segment, make_campaign, ready_shop, refresh
 from tests.conftest import csrf_from
 from webapp.extensions import db
-from webapp.models import Campaign, CampaignRecipient, Task
+from webapp.models import Campaign, CampaignRecipient, Customer, Task
 
 
 def started_with_unknowns(status: str = "sent") -> Campaign:
@@ -17,7 +17,7 @@ def started_with_unknowns(status: str = "sent") -> Campaign:
     refresh()
     campaign = make_campaign(everyone_segment(), status=status)
     campaign.started_at = campaign.scheduled_at
-    for n, customer_id in enumerate(db.session.scalars(select(db.text("id FROM customers")))):
+    for n, customer_id in enumerate(db.session.scalars(select(Customer.id).order_by(Customer.id))):
         db.session.add(
             CampaignRecipient(
                 campaign_id=campaign.id,
