@@ -94,3 +94,40 @@ def test_campaign_pages_need_a_login(auth, client):
     auth.create_owner()
     response = client.get("/campaigns/")
     assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_preview_as_any_member_found_by_email(owner_client):
+    ready_shop()
+    for n in range(25):  # more than the sample the select offers
+        consented("Xan", n)
+    consented("Outsider", accepts_marketing=False)
+    refresh()
+    segment = everyone_segment()
+    from webapp.segmentation import segments
+
+    consenting = segments.create_segment(
+        db.session, "Consenting", {"match": "all", "rules": [
+            {"field": "consent", "op": "is", "value": "sendable"}]}
+    )  # fmt: skip
+    db.session.commit()
+    page = owner_client.get("/campaigns/new")
+    form = {
+        "csrf_token": csrf_from(page),
+        "name": "Hello",
+        "segment_id": str(segment.id),
+        "from_email": "shop@example.com",
+        "subject": "Hi {{ first_name }} #{{ discount_code }}",
+        "body_format": "markdown",
+        "body": "Hello",
+        "holdout_percent": "10",
+        "frequency_cap_days": "3",
+        "attribution_days": "7",
+        "preview_email": " XAN24@example.com ",
+    }
+
+    shown = owner_client.post("/campaigns/preview", data=form).get_data(as_text=True)
+    assert "Hi Xan #" in shown and "xan24@example.com" in shown
+
+    form.update(segment_id=str(consenting.id), preview_email="outsider@example.com")
+    shown = owner_client.post("/campaigns/preview", data=form).get_data(as_text=True)
+    assert "outsider@example.com is not in this segment." in shown

@@ -128,7 +128,7 @@ class MergeFields:
                     "restock": max(purchases, key=lambda p: (p.quantity, p.last_at)).title
                     if purchases
                     else "",
-                    "discount_code": self.campaign.discount_code,
+                    "discount_code": self.campaign.discount_code or "",
                     "unsubscribe_url": self.unsubscribe_base.replace("TOKEN", token),
                     "preferences_url": self.preferences_base.replace("TOKEN", token),
                 }

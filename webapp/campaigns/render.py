@@ -186,12 +186,12 @@ class CampaignContent:
 
     @classmethod
     def of(cls, campaign, shop) -> CampaignContent:
-        return cls(
-            name=campaign.name,
-            subject=campaign.subject,
-            preheader=campaign.preheader,
-            body=campaign.body,
-            body_format=campaign.body_format,
+        return cls(  # a draft from the editor may leave fields None
+            name=campaign.name or "",
+            subject=campaign.subject or "",
+            preheader=campaign.preheader or "",
+            body=campaign.body or "",
+            body_format=campaign.body_format or "markdown",
             shop_name=shop.name,
             postal_address=shop.postal_address,
         )

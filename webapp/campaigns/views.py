@@ -19,7 +19,8 @@ from webapp.campaigns.mailer import mailer_for
 from webapp.campaigns.messages import Payloads, Recipient
 from webapp.campaigns.render import MERGE_FIELDS, ContentError
 from webapp.extensions import db, htmx
-from webapp.models import Campaign, OutboxMessage, Segment
+from webapp.models import Campaign, Customer, OutboxMessage, Segment
+from webapp.segmentation import compiler
 from webapp.segmentation.rules import RulesError, validate
 from webapp.segmentation.segments import LiveCount, live_count, live_scope
 from webapp.shop import get_shop, shop_timezone
@@ -60,6 +61,23 @@ def audience(segment_id: int | None) -> LiveCount | None:
     except RulesError:
         return None
     return live_count(db.session, tree, scope, sample=PREVIEW_MEMBERS)
+
+
+def member_by_email(segment_id: int | None, email: str) -> Customer | None:
+    """The segment's member with this email (matched trimmed and lower-cased), if any."""
+    segment = db.session.get(Segment, segment_id) if segment_id else None
+    scope = live_scope(db.session)
+    if segment is None or scope is None:
+        return None
+    try:
+        tree = validate(segment.rules)
+    except RulesError:
+        return None
+    customer = db.session.scalar(select(Customer).where(Customer.email_norm == email.lower()))
+    if customer is None:
+        return None
+    members = compiler.members(tree, scope).where(compiler.P.customer_id == customer.id)
+    return customer if db.session.scalar(members) is not None else None
 
 
 # --- the list and the editor -------------------------------------------------------------
@@ -147,6 +165,13 @@ def preview():
     members = live.sample if live else []
     chosen = request.form.get("preview_as", type=int)
     customer = next((c for c in members if c.id == chosen), members[0] if members else None)
+    looked_up = request.form.get("preview_email", "").strip()
+    if looked_up:  # any member, not only the sample: found by email
+        found = member_by_email(form.segment_id.data, looked_up)
+        if found is None:
+            errors = [*errors, ContentError("Preview", f"{looked_up} is not in this segment.")]
+        else:
+            customer, members = found, [found, *(c for c in members if c.id != found.id)]
     rendered = None
     if not errors and customer is not None:
         draft = Campaign()
@@ -167,6 +192,7 @@ def preview():
         rendered=rendered,
         members=members,
         customer=customer,
+        looked_up=looked_up,
     )
 
 
