@@ -74,7 +74,7 @@ def test_write_preview_test_send_and_results(owner_page, live_server, expect):
     body.fill(
         "Hello **{{ first_name }}**,\n\nthe spring yarn is in.\n\n[Shop](https://shop.example)"
     )
-    page.get_by_label("Preview as").select_option(label="Bea Maker")
+    page.get_by_label("Preview as").select_option(label="Bea Maker (bea@example.com)")
     expect(page.locator("#preview-subject")).to_have_text("New yarn for Bea")
     frame = page.frame_locator("#preview-frame")
     expect(frame.locator("strong").first).to_have_text("Bea")
