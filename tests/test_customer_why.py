@@ -49,6 +49,7 @@ def profile(**fields):
         "objection": None,
         "abandoned_at": None,
         "is_class_taker": False,
+        "is_engaged": False,
     }
     values.update(fields)
     return SimpleNamespace(**values)

@@ -23,18 +23,20 @@ from wtforms.validators import ValidationError
 
 from webapp.extensions import db, htmx
 from webapp.models import (
+    Campaign,
     Customer,
     CustomerCategoryStat,
     CustomerProfile,
     CustomerTrait,
+    EmailEvent,
     Order,
     RefreshRun,
 )
 from webapp.models._types import UTCDateTime
 from webapp.privacy import erase_customer, export_customer
-from webapp.segmentation import why
+from webapp.segmentation import compiler, why
 from webapp.segmentation.dialect import local_midnight_utc
-from webapp.segmentation.profiles import CLASSES_CATEGORY, COUNTED
+from webapp.segmentation.profiles import CLASSES_CATEGORY, COUNTED, ENGAGED_WINDOW_DAYS
 from webapp.segmentation.refresh import current_run_id
 from webapp.shop import shop_timezone
 from webapp.surveys.stats import customer_responses
@@ -410,6 +412,25 @@ def seasonal_share(customer_id: int, quarter: int, run: RefreshRun) -> float | N
     return quarters[quarter] / len(placed)
 
 
+def last_engagement(customer_id: int, run: RefreshRun) -> why.Engagement | None:
+    """The customer's latest open or click among those that made the run count them as
+    engaged: within 90 days up to its as-of day."""
+    scope = compiler.Scope(run.id, run.as_of, shop_timezone())
+    row = db.session.execute(
+        select(EmailEvent.event, EmailEvent.occurred_at, Campaign.name)
+        .outerjoin(Campaign, Campaign.id == EmailEvent.campaign_id)
+        .where(
+            EmailEvent.customer_id == customer_id,
+            compiler.opened(),
+            EmailEvent.occurred_at >= scope.since(ENGAGED_WINDOW_DAYS),
+            EmailEvent.occurred_at < scope.cutoff,
+        )
+        .order_by(EmailEvent.occurred_at.desc(), EmailEvent.id.desc())
+        .limit(1)
+    ).first()
+    return why.Engagement(*row) if row else None
+
+
 def profile_why(customer: Customer) -> ProfileWhy | None:
     """None before the first refresh."""
     run_id = current_run_id()
@@ -445,6 +466,7 @@ def profile_why(customer: Customer) -> ProfileWhy | None:
             seasonal_share=share,
             class_orders=classes.orders if classes else None,
             class_last_on=classes.last_purchase_on if classes else None,
+            engagement=last_engagement(customer.id, run) if profile.is_engaged else None,
         ),
         traits=why.traits_why(traits, tz, dimensions),
     )

@@ -35,6 +35,7 @@ BEHAVIOURS = {
     "seasonal": "Seasonal",
     "cart_abandoner": "Cart abandoner",
     "class_taker": "Class taker",
+    "engaged": "Engaged with email",
 }
 # The handler's exceptions say what happened in the owner's words; their names do not.
 OWNER_FACING_ERRORS = ("RefreshBusy: ", "RefreshFailed: ")

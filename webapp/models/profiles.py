@@ -89,6 +89,7 @@ class CustomerProfile(db.Model):
     objection: Mapped[str | None] = mapped_column(String(64))  # the abandoner's, if given
     abandoned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     is_class_taker: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_engaged: Mapped[bool] = mapped_column(Boolean, default=False)  # opened/clicked lately
 
 
 class CustomerCategoryStat(db.Model):

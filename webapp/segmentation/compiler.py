@@ -33,6 +33,7 @@ from webapp.models import (
     CustomerCategoryStat,
     CustomerProfile,
     CustomerTrait,
+    EmailEvent,
     SurveyAnswer,
     SurveyResponse,
 )
@@ -71,6 +72,13 @@ def sendable() -> ColumnElement[bool]:
         C.spam_reported_at.is_(None),
         C.email_norm.is_not(None),
     )
+
+
+def opened() -> ColumnElement[bool]:
+    """An email event that shows the customer read the mail: a click, or an open by a person
+    (a machine open is a mail client fetching the message); as profiles.ENGAGEMENT."""
+    e = EmailEvent.__table__.c
+    return or_(e.event == "click", and_(e.event == "open", e.machine_open.is_(False)))
 
 
 def base(scope: Scope, *columns) -> Select:
@@ -170,6 +178,7 @@ _FLAG_COLUMN = {
     "vip": P.is_vip,
     "cart_abandoner": P.is_cart_abandoner,
     "class_taker": P.is_class_taker,
+    "engaged": P.is_engaged,
 }
 
 

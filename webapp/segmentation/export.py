@@ -38,6 +38,7 @@ BASE_COLUMNS = (
     "cart_abandoner",
     "objection",
     "class_taker",
+    "engaged",
 )
 # Always present, so scripts can rely on them even before anyone has a trait.
 CORE_DIMENSIONS = ("craft", "skill")
@@ -106,6 +107,7 @@ def profile_rows(session: Session, run_id: int) -> tuple[list[str], Iterator[dic
                 "cart_abandoner": profile.is_cart_abandoner,
                 "objection": profile.objection,
                 "class_taker": profile.is_class_taker,
+                "engaged": profile.is_engaged,
             }
             for dimension, value in zip(dimensions, traits, strict=True):
                 row[f"trait_{dimension}"] = value or UNKNOWN

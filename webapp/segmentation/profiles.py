@@ -9,7 +9,9 @@ Behaviours: frequent = F score 5 (the top fifth by number of orders); seasonal =
 orders in one calendar quarter, those orders spanning two years or more; VIP = the biggest
 spenders, in order, until those before them make 20% of revenue; cart abandoner = answered an
 exit-intent survey within 30 days and no counted order since; class taker = bought from the
-"classes" category.
+"classes" category; engaged = opened or clicked a campaign within 90 days. An open counts
+only when a person opened the mail: an open SendGrid flags as a machine open (Apple Mail
+Privacy Protection fetches every message it delivers) says nothing about the customer.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from webapp.segmentation.staging import RunContext, stage
 NEW_CUSTOMER_DAYS = 30
 CATEGORY_WINDOW_DAYS = 365
 ABANDON_WINDOW_DAYS = 30
+ENGAGED_WINDOW_DAYS = 90
 VIP_REVENUE_PERCENT = 20
 SEASONAL_PERCENT = 60
 CLASSES_CATEGORY = "classes"
 # Product tiers and the skill each suggests.
 TIER_SKILL = {"starter": "beginner", "standard": "intermediate", "premium": "experienced"}
 
+# An email event that shows the customer read the mail: a click (which implies an open the
+# mail client may not have reported), or an open by a person; as compiler.opened().
+ENGAGEMENT = "(e.event = 'click' OR (e.event = 'open' AND NOT e.machine_open))"
 COUNTED = """
     o.customer_id IS NOT NULL AND o.cancelled_at IS NULL
     AND (o.financial_status IS NULL OR lower(o.financial_status) NOT IN ('voided', 'cancelled'))
@@ -145,6 +151,21 @@ def stage_abandoners(conn: Connection, ctx: RunContext) -> None:
     )
 
 
+def stage_engaged(conn: Connection, ctx: RunContext) -> None:
+    """st_engaged: who opened or clicked a campaign within the last 90 days (events after
+    the as-of day do not exist yet)."""
+    stage(
+        conn,
+        ctx,
+        "st_engaged",
+        f"""SELECT DISTINCT e.customer_id FROM email_events e
+            WHERE e.customer_id IS NOT NULL AND {ENGAGEMENT}
+              AND e.occurred_at >= :since AND e.occurred_at < :cutoff""",
+        "customer_id",
+        {"since": ctx.since(ENGAGED_WINDOW_DAYS), "cutoff": ctx.cutoff_param},
+    )
+
+
 def _stage_grid(conn: Connection, grid: dict[tuple[int, int], str]) -> None:
     """st_grid: the owner's RFM map resolved to its 25 cells."""
     conn.execute(text("DROP TABLE IF EXISTS st_grid"))
@@ -218,12 +239,14 @@ def stage_profiles(conn: Connection, ctx: RunContext) -> None:
                    AS is_vip,
                    (ab.customer_id IS NOT NULL) AS is_cart_abandoner,
                    ab.objection, ab.abandoned_at,
-                   (cl.customer_id IS NOT NULL) AS is_class_taker
+                   (cl.customer_id IS NOT NULL) AS is_class_taker,
+                   (en.customer_id IS NOT NULL) AS is_engaged
             FROM customers c
             LEFT JOIN st_scored s ON s.customer_id = c.id
             LEFT JOIN st_grid g ON g.r = s.r AND g.f = s.f
             LEFT JOIN st_seasonal se ON se.customer_id = c.id
             LEFT JOIN st_abandon ab ON ab.customer_id = c.id
-            LEFT JOIN st_cat cl ON cl.customer_id = c.id AND cl.category = '{CLASSES_CATEGORY}'""",
+            LEFT JOIN st_cat cl ON cl.customer_id = c.id AND cl.category = '{CLASSES_CATEGORY}'
+            LEFT JOIN st_engaged en ON en.customer_id = c.id""",
         "customer_id",
     )

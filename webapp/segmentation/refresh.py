@@ -192,6 +192,7 @@ STEPS: tuple[tuple[str, Callable[[Connection, RunContext], None]], ...] = (
     ("order lines by category", profiles.stage_categories),
     ("seasonal orders", profiles.stage_seasonal),
     ("exit-intent answers", profiles.stage_abandoners),
+    ("email engagement", profiles.stage_engaged),
     ("RFM scores", profiles.stage_scores),
     ("profiles", profiles.stage_profiles),
     ("observed traits", traits.stage_observed),
@@ -263,7 +264,7 @@ def _report(run_id: int, index: int, total: int, name: str, progress) -> None:
 PROFILE_COLUMNS = (
     "frequency, monetary_cents, aov_cents, recency_days, r, f, m, rfm_segment, lifecycle, "
     "is_frequent, is_seasonal, seasonal_quarter, is_vip, is_cart_abandoner, objection, "
-    "abandoned_at, is_class_taker"
+    "abandoned_at, is_class_taker, is_engaged"
 )
 TRAIT_COLUMNS = (
     "dimension, value, score, declared_values, declared_at, declared_response_id, "
@@ -329,6 +330,7 @@ def _counts(conn: Connection) -> dict:
                       SUM(CASE WHEN is_vip THEN 1 ELSE 0 END),
                       SUM(CASE WHEN is_cart_abandoner THEN 1 ELSE 0 END),
                       SUM(CASE WHEN is_class_taker THEN 1 ELSE 0 END),
+                      SUM(CASE WHEN is_engaged THEN 1 ELSE 0 END),
                       COALESCE(SUM(monetary_cents), 0)
                FROM st_profiles"""
         )
@@ -343,12 +345,12 @@ def _counts(conn: Connection) -> dict:
         text("SELECT dimension, value, COUNT(*) FROM st_traits GROUP BY dimension, value")
     ):
         trait_counts.setdefault(dimension, {})[value] = n
-    names = ("frequent", "seasonal", "vip", "cart_abandoner", "class_taker")
+    names = ("frequent", "seasonal", "vip", "cart_abandoner", "class_taker", "engaged")
     return {
         "customers": behaviours[0],
         "with_orders": behaviours[1] or 0,
-        "revenue_cents": int(behaviours[7]),
-        "behaviours": {name: int(n or 0) for name, n in zip(names, behaviours[2:7], strict=True)},
+        "revenue_cents": int(behaviours[8]),
+        "behaviours": {name: int(n or 0) for name, n in zip(names, behaviours[2:8], strict=True)},
         "rfm_segments": grouped(
             "SELECT rfm_segment, COUNT(*) FROM st_profiles WHERE r IS NOT NULL GROUP BY rfm_segment"
         ),

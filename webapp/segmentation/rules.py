@@ -51,6 +51,7 @@ BEHAVIOURS = {
     "vip": "a VIP (top 20% of revenue)",
     "cart_abandoner": "a cart abandoner",
     "class_taker": "a class taker",
+    "engaged": "engaged with email (opened or clicked in 90 days)",
 }
 DEVICES = ("mobile", "tablet", "desktop")
 

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from webapp.segmentation.profiles import (
     CLASSES_CATEGORY,
+    ENGAGED_WINDOW_DAYS,
     NEW_CUSTOMER_DAYS,
     SEASONAL_PERCENT,
     TIER_SKILL,
@@ -47,6 +48,7 @@ class ProfileFacts(Protocol):
     objection: str | None
     abandoned_at: datetime | None
     is_class_taker: bool
+    is_engaged: bool
 
 
 class TraitEvidence(Protocol):
@@ -81,6 +83,15 @@ class TraitWhy:
     def __str__(self) -> str:
         score = "" if self.score is None else f" ({self.score:.2f})"
         return f"{self.dimension}: {self.value}{score} — {self.text}"
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """The latest open or click that counts towards "engaged"."""
+
+    event: str  # open|click
+    at: datetime
+    campaign: str | None  # the campaign's name; None when it is no longer there
 
 
 # --- words -------------------------------------------------------------------------------
@@ -129,11 +140,13 @@ def behaviour_reasons(
     seasonal_share: float | None = None,
     class_orders: int | None = None,
     class_last_on: date | None = None,
+    engagement: Engagement | None = None,
 ) -> list[Reason]:
     """Why the customer has each behaviour they have; empty when none.
 
-    `seasonal_share` (orders in their season / all counted orders) and the classes facts are
-    read by the caller from orders and category stats; without them the rule is stated.
+    `seasonal_share` (orders in their season / all counted orders), the classes facts and
+    the latest engagement are read by the caller from orders, category stats and email
+    events; without them the rule is stated.
     """
     reasons = []
     if profile.is_vip:
@@ -170,7 +183,18 @@ def behaviour_reasons(
             text += f" ({plural(class_orders, 'order')}"
             text += f", last on {day_words(class_last_on, tz)})" if class_last_on else ")"
         reasons.append(Reason("Class taker", text))
+    if profile.is_engaged:
+        reasons.append(Reason("Engaged", _engaged_text(engagement, tz)))
     return reasons
+
+
+def _engaged_text(engagement: Engagement | None, tz: ZoneInfo) -> str:
+    within = f"within {ENGAGED_WINDOW_DAYS} days"
+    if engagement is None:
+        return f"opened or clicked a campaign {within}"
+    verb = "clicked a link in" if engagement.event == "click" else "opened"
+    campaign = f"“{engagement.campaign}”" if engagement.campaign else "a campaign"
+    return f"{verb} {campaign} on {day_words(engagement.at, tz)}, {within}"
 
 
 def lifecycle_reason(profile: ProfileFacts, as_of: date, tz: ZoneInfo) -> str:
