@@ -13,7 +13,7 @@ for; when the owner picks another field, survey, question or dimension, the valu
 the old one are dropped instead of being misread for the new one.
 
 `BuilderChoices` reads the values the widgets offer (RFM names, trait values, published
-surveys' questions, categories, countries), each only when a widget asks for it.
+surveys' questions, categories, countries, campaigns), each only when a widget asks for it.
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ from wtforms.validators import DataRequired, Length, ValidationError
 
 from surveys.definition import CHOICE_TYPES, OTHER_OPTION_ID
 from surveys.traits import TraitError, parse_trait
-from webapp.models import Category, Customer, RefreshRun, Segment, Survey
+from webapp.models import Campaign, Category, Customer, RefreshRun, Segment, Survey
 from webapp.segmentation import rfm
 from webapp.segmentation.profiles import TIER_SKILL
 from webapp.segmentation.rules import (
     BEHAVIOURS,
     FIELDS,
     MAX_DEPTH,
+    Names,
     RulesError,
     empty_tree,
     is_group,
@@ -63,6 +64,7 @@ FIELD_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Surveys", ("answer", "device")),
     ("Location", ("country", "city")),
     ("Email", ("consent",)),
+    ("Email engagement", ("engagement",)),
 )
 
 NEW_CONDITION = {"field": "frequency", "op": "ge", "value": "1"}
@@ -114,7 +116,7 @@ def widget(field: str) -> str:
         return "none"  # the operator says it all
     if kind == "flag":
         return "select"
-    if kind in ("trait", "answer", "category"):
+    if kind in ("trait", "answer", "category", "engagement"):
         return kind
     return "choices"
 
@@ -224,6 +226,9 @@ def _condition(values: dict[str, list[str]]) -> dict:
         node["category"] = "" if fresh else one("category")
         node["min_orders"] = "1" if fresh else one("min_orders")
         node["within_days"] = "" if fresh else one("within_days")
+    elif shape == "engagement":
+        node["campaign_id"] = "" if fresh else one("campaign_id")
+        node["within_days"] = "" if fresh else one("within_days")
     return node
 
 
@@ -244,7 +249,7 @@ def draft_from_rules(tree: dict) -> dict:
         show = _amount if kind == "money" else str
         value = node["value"]
         node["value"] = [show(v) for v in value] if isinstance(value, list) else show(value)
-    for key in ("survey_id", "min_orders", "within_days"):
+    for key in ("survey_id", "campaign_id", "min_orders", "within_days"):
         if key in node:
             node[key] = str(node[key])
     return node
@@ -281,7 +286,7 @@ def _stored_group(node: dict) -> dict:
 
 
 _CONDITION_KEYS = ("value", "dimension", "survey_id", "question_id", "category")
-_CONDITION_KEYS += ("min_orders", "within_days")
+_CONDITION_KEYS += ("campaign_id", "min_orders", "within_days")
 
 
 def _stored_condition(node: dict) -> dict:
@@ -471,6 +476,19 @@ class BuilderChoices:
     @cached_property
     def survey_names(self) -> dict[int, str]:
         return {s.id: s.title for s in self.surveys}
+
+    @cached_property
+    def campaigns(self) -> list[tuple[int, str]]:
+        """(id, name) of every campaign, by name."""
+        rows = self.session.execute(
+            select(Campaign.id, Campaign.name).order_by(Campaign.name, Campaign.id)
+        )
+        return [(campaign_id, name) for campaign_id, name in rows]
+
+    @property
+    def names(self) -> Names:
+        """What conditions name by id, for reading rules in words."""
+        return Names(self.survey_names, dict(self.campaigns))
 
     @cached_property
     def traits(self) -> dict[str, list[str]]:

@@ -41,6 +41,7 @@ from webapp.segmentation import compiler, segments
 from webapp.segmentation.rules import (
     FIELDS,
     MAX_DEPTH,
+    Names,
     RulesError,
     describe,
     empty_tree,
@@ -84,7 +85,7 @@ def segment_rows(run: RefreshRun | None) -> list[SegmentRow]:
     return rows
 
 
-def rules_in_words(segment: Segment, names: dict[int, str]) -> tuple[str, str | None]:
+def rules_in_words(segment: Segment, names: Names) -> tuple[str, str | None]:
     """(the rules in words, the reason they no longer compile or None)."""
     try:
         return describe(validate(segment.rules), names), None
@@ -361,7 +362,7 @@ def show(segment_id: int):
     context = {"segment": segment, "run": run, "members": members, "more": more, "after": after}
     if htmx and htmx.target == "members" and not htmx.history_restore_request:
         return render_template("segments/_members.html", **context)
-    names = BuilderChoices(db.session, run).survey_names
+    names = BuilderChoices(db.session, run).names
     words, broken = rules_in_words(segment, names)
     found = segments.figures(db.session, segment.id, run) if run else None
     response = Response(
@@ -420,7 +421,7 @@ def for_customer(customer_id: int):
     scope, run = current()
     rows: list[CustomerSegment] = []
     if scope is not None and customer.erased_at is None:
-        names = BuilderChoices(db.session, run).survey_names
+        names = BuilderChoices(db.session, run).names
         theirs = {s.id for s in segments.customer_segments(db.session, customer.id, run.id)}
         counted = set(
             db.session.scalars(

@@ -1,10 +1,10 @@
 """One compiler from a rule tree (webapp.segmentation.rules) to one SQL statement.
 
 Every condition reads what a refresh run computed (customer_profiles, customer_traits,
-customer_category_stats, all under the run's id) or small live tables (customers, survey
-answers): never order lines. The same statement serves the refresh (members as of the run's
-as-of day), the builder's live count and sample, and the "why" of one customer, so there is
-no second evaluator.
+customer_category_stats, all under the run's id) or live tables read through an index
+(customers, survey answers, email events up to the as-of day): never order lines. The same
+statement serves the refresh (members as of the run's as-of day), the builder's live count
+and sample, and the "why" of one customer, so there is no second evaluator.
 """
 
 from __future__ import annotations
@@ -240,6 +240,17 @@ def _category(node: dict, scope: Scope) -> ColumnElement[bool]:
     return bought if node["op"] == "has" else not_(bought)
 
 
+def _engagement(node: dict, scope: Scope) -> ColumnElement[bool]:
+    e = EmailEvent.__table__.c
+    kind = e.event == "click" if node["op"] == "clicked" else opened()
+    found = exists().where(e.customer_id == P.customer_id, kind, e.occurred_at < scope.cutoff)
+    if "campaign_id" in node:
+        found = found.where(e.campaign_id == node["campaign_id"])
+    if "within_days" in node:
+        found = found.where(e.occurred_at >= scope.since(node["within_days"]))
+    return not_(found) if node["op"] == "not_opened" else found
+
+
 _COMPILERS = {
     "number": _number,
     "money": _number,
@@ -248,4 +259,5 @@ _COMPILERS = {
     "trait": _trait,
     "answer": _answer,
     "category": _category,
+    "engagement": _engagement,
 }

@@ -3,9 +3,10 @@
 A tree is JSON. A group is ``{"match": "all" | "any", "rules": [node, ...]}`` and may nest;
 a condition is ``{"field": ..., "op": ..., "value": ...}`` plus the keys its field needs
 (``dimension`` for a trait, ``survey_id``/``question_id`` for an answer, ``category`` for
-an order fact, ``within_days``, ``min_orders``). `validate` returns a cleaned tree or raises
-RulesError naming the node at fault by its path ("1.2" = second rule of the first rule's
-group, counted from 1), so the builder can show the message beside it.
+an order fact, ``campaign_id`` for email engagement, ``within_days``, ``min_orders``).
+`validate` returns a cleaned tree or raises RulesError naming the node at fault by its path
+("1.2" = second rule of the first rule's group, counted from 1), so the builder can show the
+message beside it.
 
 The compiler (webapp.segmentation.compiler) turns a valid tree into one SQL statement;
 nothing else evaluates a tree.
@@ -13,6 +14,7 @@ nothing else evaluates a tree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -33,12 +35,16 @@ NUMBER_OPS = {
 LIST_OPS = {"in": "is", "not_in": "is not"}
 FLAG_OPS = {"is": "is", "is_not": "is not"}
 HAS_OPS = {"has": "has", "has_not": "has not"}
+# Opened means a person opened the mail (not a machine open) or clicked in it: a click
+# implies an open that a mail client may not have reported. not_opened is the complement.
+ENGAGEMENT_OPS = {"opened": "opened", "clicked": "clicked", "not_opened": "did not open"}
+MAX_ID = 2**31 - 1  # an INTEGER column
 
 
 @dataclass(frozen=True)
 class Field:
     label: str
-    kind: str  # number|money|list|flag|trait|answer|category
+    kind: str  # number|money|list|flag|trait|answer|category|engagement
     ops: dict[str, str]
     choices: tuple[str, ...] = ()  # fixed values for list/flag fields; empty: free text
     unit: str = ""
@@ -74,6 +80,7 @@ FIELDS: dict[str, Field] = {
     "city": Field("City", "list", LIST_OPS),
     "device": Field("Answers surveys on", "list", LIST_OPS, DEVICES),
     "consent": Field("Email consent", "flag", FLAG_OPS, ("sendable",)),
+    "engagement": Field("Campaign email", "engagement", ENGAGEMENT_OPS),
 }
 
 
@@ -261,6 +268,17 @@ def _clean_category(field: Field, node: dict) -> dict:
     }
 
 
+def _clean_engagement(field: Field, node: dict) -> dict:
+    """No campaign_id (or an empty one): any campaign."""
+    campaign_id = node.get("campaign_id")
+    if campaign_id in (None, ""):
+        return _days(node)
+    text = "" if isinstance(campaign_id, bool) else str(campaign_id).strip()
+    if not (text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID):
+        raise RulesError("choose a campaign, or any campaign.")
+    return {"campaign_id": int(text), **_days(node)}
+
+
 _CLEANERS = {
     "number": _clean_number,
     "money": _clean_number,
@@ -269,6 +287,7 @@ _CLEANERS = {
     "trait": _clean_trait,
     "answer": _clean_answer,
     "category": _clean_category,
+    "engagement": _clean_engagement,
 }
 
 
@@ -279,11 +298,20 @@ def _money(cents: int) -> str:
     return f"{Decimal(cents) / 100:,.2f}"
 
 
-def describe(node: dict, survey_names: dict[int, str] | None = None) -> str:
+@dataclass(frozen=True)
+class Names:
+    """The names of what conditions refer to by id, for reading them in words."""
+
+    surveys: Mapping[int, str]
+    campaigns: Mapping[int, str]
+
+
+def describe(node: dict, names: Names | None = None) -> str:
     """One valid condition or group in words, for the builder, the "why" and the list."""
+    names = names or Names({}, {})
     if is_group(node):
         joiner = " and " if node["match"] == "all" else " or "
-        parts = [describe(child, survey_names) for child in node["rules"]]
+        parts = [describe(child, names) for child in node["rules"]]
         if not parts:
             return "everyone" if node["match"] == "all" else "no one"
         return "(" + joiner.join(parts) + ")" if len(parts) > 1 else parts[0]
@@ -305,7 +333,7 @@ def describe(node: dict, survey_names: dict[int, str] | None = None) -> str:
     if kind == "trait":
         return f"{node['dimension'].capitalize()} {LIST_OPS[op]} {' or '.join(value)}"
     if kind == "answer":
-        survey = (survey_names or {}).get(node["survey_id"], f"survey {node['survey_id']}")
+        survey = names.surveys.get(node["survey_id"], f"survey {node['survey_id']}")
         verb = "answered" if op == "answered" else "did not answer"
         within = f" within {node['within_days']} days" if "within_days" in node else ""
         return f"{verb} {' or '.join(value)} to {node['question_id']} in {survey}{within}"
@@ -314,7 +342,20 @@ def describe(node: dict, survey_names: dict[int, str] | None = None) -> str:
         times = f" at least {node['min_orders']} times" if node["min_orders"] > 1 else ""
         within = f", last within {node['within_days']} days" if "within_days" in node else ""
         return f"{verb} from {node['category']}{times}{within}"
+    if kind == "engagement":
+        return _describe_engagement(node, names)
     return f"{field.label} {LIST_OPS[op]} {' or '.join(value)}"
+
+
+def _describe_engagement(node: dict, names: Names) -> str:
+    """ "opened campaign “Spring yarn” within 30 days", "clicked any campaign"."""
+    if "campaign_id" in node:
+        name = names.campaigns.get(node["campaign_id"])
+        what = f"campaign “{name}”" if name else f"campaign {node['campaign_id']}"
+    else:
+        what = "any campaign"
+    within = f" within {node['within_days']} days" if "within_days" in node else ""
+    return f"{ENGAGEMENT_OPS[node['op']]} {what}{within}"
 
 
 def walk(tree: dict, path: str = "") -> list[tuple[str, dict]]:

@@ -27,7 +27,7 @@ from webapp.models import (
     ShopSettings,
 )
 from webapp.segmentation import compiler
-from webapp.segmentation.rules import RulesError, describe, validate, walk
+from webapp.segmentation.rules import Names, RulesError, describe, validate, walk
 
 SAMPLE_SIZE = 10
 SMALL_MEMBERS = 50  # fewer members than this, or
@@ -220,7 +220,7 @@ def explain(
     segment: Segment,
     customer_id: int,
     scope: compiler.Scope,
-    survey_names: dict[int, str] | None = None,
+    names: Names | None = None,
 ) -> list[Reason]:
     """Each group and condition of the segment, in order, and whether it holds for the
     customer as of the current run (empty when the customer has no profile in it)."""
@@ -234,7 +234,7 @@ def explain(
         text_ = (
             f"{'All' if node['match'] == 'all' else 'Any'} of these"
             if group
-            else describe(node, survey_names)
+            else describe(node, names)
         )
         depth = 0 if not path else path.count(".") + 1
         reasons.append(Reason(depth, text_, bool(met), group))
