@@ -296,3 +296,28 @@ def test_sends_start_only_inside_the_sending_hours(local, expected):
     moment = datetime.strptime(local, "%Y-%m-%d %H:%M").replace(tzinfo=tz)
     got = next_send_window(moment.astimezone(UTC), shop).astimezone(tz)
     assert got.strftime("%Y-%m-%d %H:%M") == expected
+
+
+def test_the_dispatcher_takes_over_a_send_whose_sender_stopped(app):
+    ready_shop()
+    consented("Yan")
+    refresh()
+    now = datetime.now(UTC)
+    due = make_campaign(everyone_segment(), scheduled_at=now - timedelta(minutes=1))
+    later = make_campaign(everyone_segment("Later"), scheduled_at=now + timedelta(hours=1))
+    expired, running = now - timedelta(seconds=1), now + timedelta(minutes=1)
+    orphan = make_campaign(
+        everyone_segment("Orphan"), status="sending", lease_owner="x:1:1", lease_expires_at=expired
+    )
+    alive = make_campaign(
+        everyone_segment("Alive"), status="sending", lease_owner="y:1:1", lease_expires_at=running
+    )
+
+    keys = [item.key for item in sending.due_campaigns(now)]
+
+    stamp = f"{due.scheduled_at:%Y%m%dT%H%M%S}"
+    assert f"campaign:{due.id}:{stamp}" in keys
+    assert any(key.startswith(f"campaign:{orphan.id}:") for key in keys)
+    assert not any(
+        key.startswith((f"campaign:{later.id}:", f"campaign:{alive.id}:")) for key in keys
+    )

@@ -581,10 +581,17 @@ def run_send_task(task, progress) -> dict:
 
 @dispatch_source("campaigns")
 def due_campaigns(now: datetime) -> Iterable[Dispatch]:
-    """Scheduled campaigns whose time has come, each started once per scheduled time."""
+    """Scheduled campaigns whose time has come, each started once per scheduled time; and
+    sends whose sender stopped without finishing (its lease ran out), taken over under the
+    same key."""
+    orphaned = and_(
+        Campaign.status == "sending",
+        or_(Campaign.lease_owner.is_(None), Campaign.lease_expires_at < now),
+    )
     due = db.session.execute(
         select(Campaign.id, Campaign.name, Campaign.scheduled_at).where(
-            Campaign.status == "scheduled", Campaign.scheduled_at <= now
+            or_(and_(Campaign.status == "scheduled", Campaign.scheduled_at <= now), orphaned),
+            Campaign.scheduled_at.is_not(None),
         )
     ).all()
     for campaign_id, name, at in due:
