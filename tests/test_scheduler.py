@@ -327,7 +327,9 @@ def test_a_run_now_task_taken_over_after_its_runner_died_runs_once(app):
     queued = run_now(HOUSEKEEPING)
     owner = "dead-host:1:1"
     task = tasks.claim_next(owner)
-    ledger.claim("housekeeping", queued.key, "manual", owner, utcnow(), 0.01, max_attempts=3)
+    # Claimed a while ago, with a lease that has run out by now.
+    claimed_at = utcnow() - timedelta(seconds=5)
+    ledger.claim("housekeeping", queued.key, "manual", owner, claimed_at, 0.01, max_attempts=3)
     # Its runner died: the task's lease and the run's lease both run out.
     db.session.execute(
         Task.__table__.update()
