@@ -436,13 +436,18 @@ def _queued(campaign_id: int, after: int, size: int) -> list[Recipient]:
 
 def _mark(campaign_id: int, owner: str, batch: list[Recipient]) -> list[Recipient]:
     """Mark the batch in flight, committed before any of it is sent; returns the rows that
-    were still queued."""
-    ids = [r.id for r in batch]
+    were still queued. The batch is every queued row from its first id to its last (it was
+    read so, and only this sender, holding the lease, changes queued rows but for a cancel),
+    so a range says it with two parameters rather than a thousand."""
     claimed = set(
         db.session.connection().scalars(
             LEDGER.update()
-            .where(LEDGER.c.id.in_(ids), LEDGER.c.status == "queued")
-            .values(status="sending", batch=ids[0], sent_at=utcnow())
+            .where(
+                LEDGER.c.campaign_id == campaign_id,
+                LEDGER.c.status == "queued",
+                LEDGER.c.id.between(batch[0].id, batch[-1].id),
+            )
+            .values(status="sending", batch=batch[0].id, sent_at=utcnow())
             .returning(LEDGER.c.id)
         )
     )
@@ -464,7 +469,8 @@ _ONE_ROW = (
 
 def _record(batch: list[Recipient], outcomes: list[Outcome], shared_requests: bool) -> int:
     """Each row's outcome: with a template, one UPDATE per request (its outcome covers the
-    rows of its personalizations); with a body, one executemany for the sent rows."""
+    rows of its personalizations, a range of the batch); with a body, one executemany for
+    the rows sent and one UPDATE per other outcome."""
     if shared_requests:
         size = PERSONALIZATIONS_PER_REQUEST
         groups = [
@@ -474,13 +480,13 @@ def _record(batch: list[Recipient], outcomes: list[Outcome], shared_requests: bo
     else:
         groups = [(outcome, [row.id]) for row, outcome in zip(batch, outcomes, strict=True)]
     connection = db.session.connection()
-    sent_rows = [
+    one_by_one = [
         {"row_id": ids[0], "new_status": "sent", "new_message_id": o.message_id, "new_error": None}
         for o, ids in groups
         if o.status == "sent" and len(ids) == 1
     ]
-    if sent_rows:
-        connection.execute(_ONE_ROW, sent_rows)
+    if one_by_one:
+        connection.execute(_ONE_ROW, one_by_one)
     for outcome, ids in groups:
         if outcome.status == "sent" and len(ids) == 1:
             continue
@@ -491,7 +497,12 @@ def _record(batch: list[Recipient], outcomes: list[Outcome], shared_requests: bo
             change.update(sent_at=None)
         else:
             change.update(message_id=outcome.message_id)
-        connection.execute(LEDGER.update().where(LEDGER.c.id.in_(ids)).values(**change))
+        rows = and_(
+            LEDGER.c.id.between(ids[0], ids[-1]),
+            LEDGER.c.batch == batch[0].id,  # as _mark set it
+            LEDGER.c.status == "sending",
+        )
+        connection.execute(LEDGER.update().where(rows).values(**change))
     db.session.commit()
     return sum(len(ids) for outcome, ids in groups if outcome.status == "sent")
 
