@@ -93,13 +93,15 @@ def prepare(url: str, recipients: int) -> None:
 def new_campaign(url: str, template: bool) -> int:
     from datetime import UTC, datetime
 
-    from sqlalchemy import select
+    from sqlalchemy import delete, select
 
     from webapp.extensions import db
     from webapp.models import Campaign, Segment
 
     app = app_for(url)
     with app.app_context():
+        # Each run starts from the same database: the ledgers of earlier runs go.
+        db.session.execute(delete(Campaign).where(Campaign.name.like("Bench %")))
         segment = db.session.scalar(select(Segment).where(Segment.name == "Everyone"))
         campaign = Campaign(
             name=f"Bench {datetime.now(UTC):%H%M%S}",

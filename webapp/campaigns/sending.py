@@ -156,16 +156,20 @@ def freeze(campaign: Campaign, shop: ShopSettings, now: datetime) -> dict:
         )
     )
 
-    queued = db.session.scalars(
-        select(R.id).where(R.campaign_id == campaign.id, R.status == "queued").order_by(R.id)
-    ).all()
+    queued = (
+        db.session.scalars(
+            select(R.id).where(R.campaign_id == campaign.id, R.status == "queued").order_by(R.id)
+        ).all()
+        if campaign.holdout_percent
+        else []
+    )
     seed = random.SystemRandom().randrange(2**31)
     held = random.Random(seed).sample(queued, round(len(queued) * campaign.holdout_percent / 100))
     for start in range(0, len(held), 1000):
         db.session.execute(
             update(R).where(R.id.in_(held[start : start + 1000])).values(status="held_out")
         )
-    return {"run_id": scope.run_id, "holdout_seed": seed, "sendable": len(queued)}
+    return {"run_id": scope.run_id, "holdout_seed": seed, "held_out": len(held)}
 
 
 # --- the lease --------------------------------------------------------------------------
@@ -356,7 +360,7 @@ class _Loop:
             going = not (stop and stop.is_set()) and self._status() == "sending"
             upcoming = _queued(self.campaign_id, after, size) if going else []
             try:
-                requests = list(payloads.build(upcoming))
+                requests = [self.mailer.encode(r) for r in payloads.build(upcoming)]
             finally:
                 self._land()
             if not upcoming:
@@ -368,7 +372,7 @@ class _Loop:
                 return
             claimed = _mark(self.campaign_id, self.owner, upcoming)
             if len(claimed) != len(upcoming):  # cancelled meanwhile: send only what is left
-                requests = list(payloads.build(claimed))
+                requests = [self.mailer.encode(r) for r in payloads.build(claimed)]
             after = upcoming[-1].id
             if claimed:
                 self.flight = (claimed, self._submit(requests))
