@@ -51,4 +51,8 @@
   window.addEventListener("load", reportHeight);
   checkCompleted();
   reportHeight();
+  // A step reached by a plain form submission (no JavaScript yet, or a key pressed in the
+  // moment before htmx took the new step's form over) loads as a whole page: focus its
+  // question as an htmx step would.
+  if (/[?&]step=/.test(window.location.search)) focusStep();
 })();

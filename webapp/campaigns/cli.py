@@ -83,7 +83,7 @@ def _run(campaign_id: int, as_json: bool, resuming: bool) -> None:
         campaign.status, campaign.scheduled_at = "scheduled", sending.utcnow()
         db.session.commit()
     try:
-        result = sending.send_campaign(campaign_id, progress=_progress())
+        result = sending.send_campaign(campaign_id, progress=_progress(), sending_hours=False)
     except sending.CampaignError as exc:
         raise CommandError(str(exc)) from None
     sys.stderr.write("\n")

@@ -6,7 +6,9 @@ webapp.campaigns.messages) and says, per payload, what became of it:
 - ``sent``: SendGrid answered 202 (or the outbox stored it);
 - ``failed``: SendGrid refused it with a 4xx other than 429; its error is kept;
 - ``retry``: SendGrid surely did not take it (429 or 5xx after every retry, or no
-  connection at all): the recipients go back to the queue;
+  connection could be made): the recipients go back to the queue;
+- ``halt``: SendGrid refused the key or the account (401, 403): back to the queue, and the
+  campaign pauses, since every other request would be refused too;
 - ``unknown``: a timeout or a dropped connection, after which nobody can tell whether SendGrid
   took it. Never retried automatically: the owner decides.
 
@@ -42,7 +44,7 @@ from webapp.models import OutboxMessage
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # sent | failed | retry | unknown
+    status: str  # sent | failed | retry | halt | unknown
     message_id: str | None = None
     error: str | None = None
 
@@ -67,6 +69,10 @@ class Mailer:
 
 
 # --- SendGrid ----------------------------------------------------------------------------
+
+
+class NotSent(Exception):
+    """No connection to SendGrid could be made: nothing was sent."""
 
 
 class _Answer:
@@ -158,6 +164,12 @@ class KeepAliveClient(python_http_client.Client):
     def _make_request(self, opener, request, timeout=None):
         connections = self._connections
         connection = connections.get()
+        if connection.sock is None:
+            try:
+                connection.connect()
+            except OSError as exc:  # DNS, refused, unreachable, connect timeout, TLS
+                connections.drop()
+                raise NotSent(f"{type(exc).__name__}: {exc}") from exc
         try:
             connection.request(
                 request.get_method(),
@@ -275,8 +287,13 @@ class SendGridMailer(Mailer):
                         self.sleep(self._wait(exc, attempt))
                         continue
                     return Outcome("retry", error=sendgrid_error(exc))
+                if exc.status_code in (401, 403):  # the key or the account, not this mail
+                    return Outcome("halt", error=sendgrid_error(exc))
                 return Outcome("failed", error=sendgrid_error(exc))
-            except ConnectionRefusedError as exc:  # never reached SendGrid: surely not taken
+            except NotSent as exc:  # never reached SendGrid: surely not taken
+                if attempt < self.max_retries:
+                    self.sleep(min(self.max_wait, self.backoff * 2**attempt))
+                    continue
                 return Outcome("retry", error=f"SendGrid unreachable: {exc}")
             except (OSError, http.client.HTTPException) as exc:  # timeouts, drops: ambiguous
                 return Outcome("unknown", error=f"{type(exc).__name__}: {exc}")
@@ -358,7 +375,11 @@ def _template_preview(template_id: str | None, data: dict | None) -> str:
 
 
 def mailer_for(config, test: bool = False) -> Mailer:
-    """SendGrid when an API key is configured, else the outbox."""
+    """SendGrid when an API key is configured, else the outbox. A test message goes out
+    inside the owner's request: no retries, no backoff to wait through."""
     if config["SENDGRID_API_KEY"]:
-        return SendGridMailer.from_config(config)
+        mailer = SendGridMailer.from_config(config)
+        if test:
+            mailer.max_retries = 0
+        return mailer
     return OutboxMailer(test=test)

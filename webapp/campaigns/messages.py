@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import Integer, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql
 
-from webapp.campaigns.render import CampaignContent
+from webapp.campaigns.render import CampaignContent, ContentError
 from webapp.extensions import db
 from webapp.models import (
     Campaign,
@@ -45,6 +45,7 @@ class Recipient:
     customer_id: int
     email: str
     name: str = ""
+    suppressed: str | None = None  # why the customer may no longer be mailed, if so
 
 
 # --- unsubscribe tokens ------------------------------------------------------------------
@@ -103,6 +104,9 @@ class MergeFields:
     def __init__(self, campaign: Campaign, shop: ShopSettings):
         # Plain values, read once: not two ORM attribute reads per recipient.
         self.shop_name, self.discount_code = shop.name, campaign.discount_code or ""
+        self.postal_address = ", ".join(
+            line.strip() for line in shop.postal_address.splitlines() if line.strip()
+        )
         self.run_id = current_run_id()
         self.best_sellers = _best_sellers()
         self.token_key = _token_key()
@@ -140,6 +144,7 @@ class MergeFields:
                     if purchases
                     else "",
                     "discount_code": self.discount_code,
+                    "postal_address": self.postal_address,
                     "unsubscribe_url": self.unsubscribe_base.replace("TOKEN", token),
                     "preferences_url": self.preferences_base.replace("TOKEN", token),
                 }
@@ -222,6 +227,12 @@ class Payloads:
         self.campaign = campaign
         self.merge = MergeFields(campaign, shop)
         self.content = None if campaign.uses_template else CampaignContent.of(campaign, shop)
+        self.utm = {
+            "enable": True,
+            "utm_source": "patchwork",
+            "utm_medium": "email",
+            "utm_campaign": campaign.name or "",
+        }
         sender = {"email": campaign.from_email}
         if campaign.from_name:
             sender["name"] = campaign.from_name
@@ -231,8 +242,11 @@ class Payloads:
             "custom_args": {"campaign_id": str(campaign.id)},
         }
 
-    def build(self, recipients: list[Recipient]) -> Iterator[dict]:
-        """The requests, one at a time: the mailer sends each while the next is rendered."""
+    def build(self, recipients: list[Recipient]) -> Iterator[dict | ContentError]:
+        """The requests, one at a time; with a body, the ContentError instead of the request
+        of a recipient whose merge fields the template cannot render (a typo is caught when
+        the campaign is saved, but ``{{ recommendations[0].title }}`` fails only for those
+        without recommendations)."""
         fields = self.merge.for_batch(recipients)
         people = [self._personalization(r, f) for r, f in zip(recipients, fields, strict=True)]
         if self.content is None:
@@ -240,11 +254,17 @@ class Payloads:
                 yield {
                     **self.shared,
                     "template_id": self.campaign.template_id,
+                    # SendGrid renders the template: its links get the UTM parameters there.
+                    "tracking_settings": {"ganalytics": self.utm},
                     "personalizations": people[start : start + PERSONALIZATIONS_PER_REQUEST],
                 }
             return
         for person, merge in zip(people, fields, strict=True):
-            rendered = self.content.render(merge)
+            try:
+                rendered = self.content.render(merge)
+            except ContentError as exc:  # this recipient's fields break the template
+                yield exc
+                continue
             yield {
                 **self.shared,
                 "personalizations": [person],

@@ -1,9 +1,11 @@
 """The owner's content, rendered per recipient in a sandboxed Jinja environment.
 
-A template reaches only the merge fields handed to it (plain strings, lists and dicts): the
-immutable sandbox refuses attribute tricks, there are no globals, no file loader and no
-config. Unknown names are errors (StrictUndefined), so a typo shows in the editor, with its
-line, when the campaign is saved or previewed, never at send time.
+A template reaches only the merge fields handed to it (plain strings, lists and dicts) and
+Jinja's harmless defaults (range, loop helpers): the immutable sandbox refuses attribute
+tricks, and there is no file loader and no config. Unknown names are errors
+(StrictUndefined), so a typo shows in the editor, with its line, when the campaign is saved
+or previewed; the content is also tried for a recipient of whom nothing is known. A
+recipient whose own fields still break it fails alone, with the error, at send time.
 
 Markdown is turned into HTML once per send, with the Jinja tags kept aside, so each recipient
 costs one template render. Literal links get the UTM parameters once, in the source.
@@ -32,6 +34,7 @@ MERGE_FIELDS = {
     "restock": "The product they buy most, for a restock reminder (empty if none)",
     "discount_code": "The campaign's discount code",
     "unsubscribe_url": "Their one-click unsubscribe link",
+    "postal_address": "Your shop's postal address (every footer carries it already)",
     "preferences_url": "Their email preferences page",
 }
 
@@ -49,6 +52,13 @@ SAMPLE_CONTEXT = {
     "discount_code": "WELCOME10",
     "unsubscribe_url": "https://example.com/u/sample",
     "preferences_url": "https://example.com/p/sample",
+    "postal_address": "1 Mill Street, Burlington",
+}
+# A recipient with nothing known: a template must render for them too.
+EMPTY_CONTEXT = {
+    **SAMPLE_CONTEXT,
+    **{key: "" for key in ("first_name", "last_product", "craft", "skill", "restock")},
+    "recommendations": [],
 }
 
 _env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
@@ -176,11 +186,14 @@ class CampaignContent:
         lines = [line.strip() for line in postal_address.splitlines() if line.strip()]
         if not lines or lines[0] != shop_name.strip():  # an address may start with the name
             lines.insert(0, shop_name)
+        # Split around the links, which differ per recipient (no str.format: an address
+        # may hold braces).
         self.footer = (
             '<hr><p style="font-size:12px;color:#666">'
             + "<br>".join(html.escape(line) for line in lines)
-            + '<br><a href="{unsubscribe}">Unsubscribe</a> · '
-            + '<a href="{preferences}">Email preferences</a></p>'
+            + '<br><a href="',
+            '">Unsubscribe</a> · <a href="',
+            '">Email preferences</a></p>',
         )
         self.markdown = body_format == "markdown"
 
@@ -202,9 +215,13 @@ class CampaignContent:
         body = _run(self.body, context, "Body")
         if self.markdown:  # a list written inside a loop: one list, not one per item
             body = _SPLIT_LIST.sub("", body)
-        footer = self.footer.format(
-            unsubscribe=html.escape(context["unsubscribe_url"]),
-            preferences=html.escape(context["preferences_url"]),
+        start, middle, end = self.footer
+        footer = (
+            start
+            + html.escape(context["unsubscribe_url"])
+            + middle
+            + html.escape(context["preferences_url"])
+            + end
         )
         hidden = (
             f'<div style="display:none;max-height:0;overflow:hidden">{preheader}</div>'
@@ -215,9 +232,11 @@ class CampaignContent:
         return Rendered(subject=subject, html=markup, text=html_to_text(body + footer))
 
     def check(self, context: dict) -> None:
-        """Raise the first ContentError rendering ``context`` meets, at the line written."""
-        _run(self.written, context, "Body")
-        self.render(context)
+        """Raise the first ContentError rendering ``context`` (and a recipient of whom
+        nothing is known) meets, at the line written."""
+        for fields in (context, {**EMPTY_CONTEXT, "shop_name": context["shop_name"]}):
+            _run(self.written, fields, "Body")
+            self.render(fields)
 
 
 def check(campaign, shop) -> list[ContentError]:

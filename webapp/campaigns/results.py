@@ -27,7 +27,7 @@ EVENT_NAMES = {
     "opened": ("open",),
     "clicked": ("click",),
     "unsubscribed": ("unsubscribe", "group_unsubscribe"),
-    "bounced": ("bounce", "dropped"),
+    "bounced": ("bounce",),
     "spam_reports": ("spamreport",),
 }
 

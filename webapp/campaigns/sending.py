@@ -33,6 +33,7 @@ from sqlalchemy.orm import aliased
 from webapp import tasks
 from webapp.campaigns.mailer import Mailer, Outcome, mailer_for
 from webapp.campaigns.messages import PERSONALIZATIONS_PER_REQUEST, Payloads, Recipient
+from webapp.campaigns.render import ContentError
 from webapp.extensions import db
 from webapp.models import Campaign, CampaignRecipient, Customer, Segment, ShopSettings
 from webapp.scheduler.registry import Dispatch, dispatch_source
@@ -138,8 +139,13 @@ def freeze(campaign: Campaign, shop: ShopSettings, now: datetime) -> dict:
     capped = exists().where(
         earlier.customer_id == c.id,
         earlier.campaign_id != campaign.id,
-        earlier.status.in_(("sent", "unknown")),
-        earlier.sent_at >= now - timedelta(days=campaign.frequency_cap_days),
+        or_(
+            and_(
+                earlier.status.in_(("sent", "unknown")),
+                earlier.sent_at >= now - timedelta(days=campaign.frequency_cap_days),
+            ),
+            earlier.status.in_(("queued", "sending")),  # another campaign under way
+        ),
     )
     reason = _suppression_reason()
     status = case(
@@ -219,11 +225,14 @@ def take_lease(campaign_id: int, owner: str) -> bool:
     return bool(taken)
 
 
-def _renew_lease(campaign_id: int, owner: str) -> None:
-    db.session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.lease_owner == owner)
-        .values(lease_expires_at=utcnow() + timedelta(seconds=_lease_seconds()))
+def _renew_lease(campaign_id: int, owner: str) -> bool:
+    """False when the lease is no longer this sender's."""
+    return bool(
+        db.session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.lease_owner == owner)
+            .values(lease_expires_at=utcnow() + timedelta(seconds=_lease_seconds()))
+        ).rowcount
     )
 
 
@@ -281,36 +290,76 @@ def send_campaign(
     mailer: Mailer | None = None,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
+    sending_hours: bool = True,
 ) -> Summary:
     """Start or go on sending: freeze the ledger if not yet done, then mail every queued
     recipient. Returns when all are done, or the campaign is paused or cancelled (from the
-    browser, the command line, or by itself after repeated failures)."""
+    browser, the command line, or by itself after repeated failures).
+
+    A scheduled campaign starts only once its time has come and, unless ``sending_hours``
+    is off (the operator's `patchwork campaigns send`), inside the shop's sending hours;
+    otherwise it waits for the next window."""
     campaign = db.session.get(Campaign, campaign_id)
     if campaign is None:
         raise CampaignError(f"There is no campaign {campaign_id}.")
-    if campaign.status in ("sent", "cancelled", "draft"):  # draft: unscheduled meanwhile
+    if campaign.status not in ("scheduled", "sending"):  # draft (unscheduled), paused, done
         return summary(campaign)
     owner = sender_name()
     if not take_lease(campaign_id, owner):
         raise CampaignBusy(f"Campaign {campaign_id} is being sent by {campaign.lease_owner}.")
     mailer = mailer or mailer_for(current_app.config)
     try:
-        return _send(campaign_id, owner, mailer, progress, stop)
+        return _send(campaign_id, owner, mailer, progress, stop, sending_hours)
     finally:
         mailer.close()
         _release_lease(campaign_id, owner)
 
 
-def _send(campaign_id, owner, mailer, progress, stop) -> Summary:
+def _start(campaign: Campaign, shop: ShopSettings, mailer: Mailer, sending_hours: bool) -> bool:
+    """Freeze the ledger and mark the campaign sending, in one transaction, if it is still
+    scheduled and due (a cancel or unschedule committed meanwhile wins). False: not now."""
+    now = utcnow()
+    window = next_send_window(now, shop) if sending_hours else now
+    if window > now:  # outside the sending hours: wait for the next window
+        db.session.execute(
+            update(Campaign)
+            .where(Campaign.id == campaign.id, Campaign.status == "scheduled")
+            .values(scheduled_at=window)
+        )
+        db.session.commit()
+        return False
+    if problems := readiness(campaign, shop):
+        raise CampaignError(" ".join(problems))
+    started = db.session.execute(
+        update(Campaign)
+        .where(
+            Campaign.id == campaign.id,
+            Campaign.status == "scheduled",
+            Campaign.scheduled_at <= now,
+            Campaign.started_at.is_(None),
+        )
+        .values(status="sending", started_at=now)
+    ).rowcount
+    if not started:
+        db.session.rollback()
+        return False
+    info = freeze(campaign, shop, now)
+    db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign.id)
+        .values(send_info={**info, "mailer": mailer.name})
+    )
+    db.session.commit()
+    return True
+
+
+def _send(campaign_id, owner, mailer, progress, stop, sending_hours) -> Summary:
     campaign = db.session.get(Campaign, campaign_id, populate_existing=True)
     shop = db.session.get(ShopSettings, 1)
-    now = utcnow()
     if campaign.started_at is None:
-        if problems := readiness(campaign, shop):
-            raise CampaignError(" ".join(problems))
-        info = freeze(campaign, shop, now)
-        campaign.send_info = {**info, "mailer": mailer.name}
-        campaign.started_at, campaign.status = now, "sending"
+        if not _start(campaign, shop, mailer, sending_hours):
+            return summary(db.session.get(Campaign, campaign_id, populate_existing=True))
+        campaign = db.session.get(Campaign, campaign_id, populate_existing=True)
     else:
         # Rows in flight when the last sender stopped: SendGrid may have taken them.
         db.session.execute(
@@ -318,7 +367,7 @@ def _send(campaign_id, owner, mailer, progress, stop) -> Summary:
             .where(R.campaign_id == campaign_id, R.status == "sending")
             .values(status="unknown", error="In flight when the sender stopped; not re-sent.")
         )
-    db.session.commit()
+        db.session.commit()
     if campaign.status != "sending":  # paused: a resume must set it back first
         return summary(campaign)
 
@@ -333,8 +382,22 @@ def _send(campaign_id, owner, mailer, progress, stop) -> Summary:
         loop.run(payloads, batch_size, stop)
     finally:
         loop.close()
+    cancelled = select(Campaign.id).where(
+        Campaign.id == campaign_id, Campaign.status == "cancelled"
+    )
+    # Rows a retry queued again after a cancel: cancelled too.
+    db.session.execute(
+        update(R)
+        .where(R.campaign_id == campaign_id, R.status == "queued", cancelled.exists())
+        .values(status="cancelled")
+    )
+    db.session.commit()
     db.session.expire_all()
     return summary(db.session.get(Campaign, campaign_id), loop.sent_now)
+
+
+def _failed(error: ContentError) -> Outcome:
+    return Outcome("failed", error=str(error))
 
 
 class _Loop:
@@ -359,8 +422,9 @@ class _Loop:
         while True:
             going = not (stop and stop.is_set()) and self._status() == "sending"
             upcoming = _queued(self.campaign_id, after, size) if going else []
+            to_send = [r for r in upcoming if not r.suppressed]
             try:
-                requests = [self.mailer.encode(r) for r in payloads.build(upcoming)]
+                requests = self._requests(payloads, to_send)
             finally:
                 self._land()
             if not upcoming:
@@ -371,11 +435,18 @@ class _Loop:
                     _finish(self.campaign_id)
                 return
             claimed = _mark(self.campaign_id, self.owner, upcoming)
-            if len(claimed) != len(upcoming):  # cancelled meanwhile: send only what is left
-                requests = [self.mailer.encode(r) for r in payloads.build(claimed)]
+            if len(claimed) != len(to_send):  # paused or cancelled meanwhile
+                requests = self._requests(payloads, claimed)
             after = upcoming[-1].id
             if claimed:
                 self.flight = (claimed, self._submit(requests))
+
+    def _requests(self, payloads: Payloads, batch: list[Recipient]) -> list:
+        """Each request encoded, or the ContentError its recipient's merge fields met."""
+        return [
+            request if isinstance(request, ContentError) else self.mailer.encode(request)
+            for request in payloads.build(batch)
+        ]
 
     def _status(self) -> str:
         return db.session.scalar(
@@ -384,15 +455,37 @@ class _Loop:
             .execution_options(populate_existing=True)
         )
 
-    def _submit(self, requests: list[dict]) -> Future:
+    def _submit(self, requests: list) -> Future:
+        """Send the requests that rendered; the others fail with their error."""
+        good = [r for r in requests if not isinstance(r, ContentError)]
         if self.background is not None:
-            return self.background.submit(self.mailer.send_all, requests)
+            sent = self.background.submit(self.mailer.send_all, good)
+        else:
+            sent = Future()
+            sent.set_result(self.mailer.send_all(good))
         future: Future = Future()
-        future.set_result(self.mailer.send_all(requests))
+
+        def merge(done: Future) -> None:
+            if (error := done.exception()) is not None:
+                future.set_exception(error)
+                return
+            answers = iter(done.result())
+            future.set_result(
+                [
+                    Outcome("failed", error=str(r))
+                    if isinstance(r, ContentError)
+                    else next(answers)
+                    for r in requests
+                ]
+            )
+
+        sent.add_done_callback(merge)
         return future
 
     def _land(self) -> None:
-        """Wait for the batch in flight and record what became of it."""
+        """Wait for the batch in flight and record what became of it. SendGrid refusing the
+        account (401, 403) pauses at once; three batches in a row that all failed, or all
+        got no answer, pause too."""
         if self.flight is None:
             return
         batch, future = self.flight
@@ -401,13 +494,15 @@ class _Loop:
         sent = _record(batch, outcomes, self.shared_requests)
         self.sent_now += sent
         self.done += sent
-        if all(o.status in ("retry", "failed") for o in outcomes):
+        errors = "; ".join(sorted({o.error for o in outcomes if o.error}))[:500]
+        if any(o.status == "halt" for o in outcomes):
+            pause(self.campaign_id, f"Paused: SendGrid refused the account. {errors}")
+        elif not sent:
             self.failed_batches += 1
             if self.failed_batches >= MAX_FAILED_BATCHES:
-                errors = "; ".join(sorted({o.error for o in outcomes if o.error}))
                 pause(
                     self.campaign_id,
-                    f"Paused after {self.failed_batches} failed batches in a row: " + errors[:500],
+                    f"Paused after {self.failed_batches} failed batches in a row: {errors}",
                 )
         else:
             self.failed_batches = 0
@@ -425,8 +520,12 @@ LEDGER = CampaignRecipient.__table__
 
 
 def _queued(campaign_id: int, after: int, size: int) -> list[Recipient]:
+    """The next queued rows; each with the reason its customer may no longer be mailed
+    (unsubscribed, bounced, erased since the send started), if any."""
+    c = Customer.__table__.c
     rows = db.session.connection().execute(
-        select(LEDGER.c.id, LEDGER.c.customer_id, LEDGER.c.email)
+        select(LEDGER.c.id, LEDGER.c.customer_id, LEDGER.c.email, _suppression_reason())
+        .select_from(LEDGER.outerjoin(Customer.__table__, c.id == LEDGER.c.customer_id))
         .where(
             LEDGER.c.campaign_id == campaign_id,
             LEDGER.c.status == "queued",
@@ -435,14 +534,33 @@ def _queued(campaign_id: int, after: int, size: int) -> list[Recipient]:
         .order_by(LEDGER.c.id)
         .limit(size)
     )
-    return [Recipient(*row) for row in rows]
+    return [Recipient(row_id, customer_id, email, suppressed=reason)
+            for row_id, customer_id, email, reason in rows]  # fmt: skip
 
 
 def _mark(campaign_id: int, owner: str, batch: list[Recipient]) -> list[Recipient]:
     """Mark the batch in flight, committed before any of it is sent; returns the rows that
-    were still queued. The batch is every queued row from its first id to its last (it was
-    read so, and only this sender, holding the lease, changes queued rows but for a cancel),
-    so a range says it with two parameters rather than a thousand."""
+    are to go. Rows whose customer can no longer be mailed are suppressed instead; nothing
+    is marked unless the campaign is still sending under this sender's lease (a pause or a
+    cancel from the browser, or a lease taken over, stops it here). The batch is every
+    queued row from its first id to its last (only the lease holder changes queued rows,
+    but for a cancel), so a range says it with two parameters rather than a thousand."""
+    for reason in {r.suppressed for r in batch if r.suppressed}:
+        ids = [r.id for r in batch if r.suppressed == reason]
+        db.session.connection().execute(
+            LEDGER.update()
+            .where(LEDGER.c.id.in_(ids), LEDGER.c.status == "queued")
+            .values(status="suppressed", reason=reason)
+        )
+    ours = (
+        select(Campaign.id)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.status == "sending",
+            Campaign.lease_owner == owner,
+        )
+        .exists()
+    )
     claimed = set(
         db.session.connection().scalars(
             LEDGER.update()
@@ -450,12 +568,15 @@ def _mark(campaign_id: int, owner: str, batch: list[Recipient]) -> list[Recipien
                 LEDGER.c.campaign_id == campaign_id,
                 LEDGER.c.status == "queued",
                 LEDGER.c.id.between(batch[0].id, batch[-1].id),
+                ours,
             )
             .values(status="sending", batch=batch[0].id, sent_at=utcnow())
             .returning(LEDGER.c.id)
         )
     )
-    _renew_lease(campaign_id, owner)
+    if not _renew_lease(campaign_id, owner):
+        db.session.rollback()
+        raise CampaignBusy(f"Campaign {campaign_id}: this sender's lease was taken over.")
     db.session.commit()
     return [r for r in batch if r.id in claimed]
 
@@ -495,7 +616,7 @@ def _record(batch: list[Recipient], outcomes: list[Outcome], shared_requests: bo
         if outcome.status == "sent" and len(ids) == 1:
             continue
         change = {"status": outcome.status, "error": outcome.error}
-        if outcome.status == "retry":  # SendGrid surely did not take it: queued again
+        if outcome.status in ("retry", "halt"):  # SendGrid surely did not take it: queued again
             change.update(status="queued", batch=None, sent_at=None)
         elif outcome.status == "failed":
             change.update(sent_at=None)
@@ -615,40 +736,53 @@ def problems_of(campaign_id: int, limit: int = 5) -> list[tuple[str, str, int]]:
     ).all()
 
 
+def _run_send(campaign_id: int, progress=None, stop=None) -> dict:
+    """A send run by the scheduler process (the task runner, the dispatcher)."""
+    try:
+        return send_campaign(campaign_id, progress=progress, stop=stop).as_dict()
+    except CampaignBusy as exc:  # another sender has it; if it stops, the dispatcher takes over
+        return {"busy": str(exc)}
+
+
 @tasks.handler(SEND_TASK)
 def run_send_task(task, progress) -> dict:
-    """A send queued from the browser (send now, resume), run by the task runner."""
-    try:
-        return send_campaign(task.params["campaign_id"], progress=progress).as_dict()
-    except CampaignBusy as exc:  # the dispatcher or another runner has it: nothing to do
-        return {"busy": str(exc)}
+    """A send queued from the browser (send now, resume)."""
+    return _run_send(task.params["campaign_id"], progress)
 
 
 @dispatch_source("campaigns")
 def due_campaigns(now: datetime) -> Iterable[Dispatch]:
     """Scheduled campaigns whose time has come, each started once per scheduled time; and
-    sends whose sender stopped without finishing (its lease ran out), taken over under the
-    same key."""
-    orphaned = and_(
-        Campaign.status == "sending",
-        or_(Campaign.lease_owner.is_(None), Campaign.lease_expires_at < now),
-    )
-    due = db.session.execute(
-        select(Campaign.id, Campaign.name, Campaign.scheduled_at).where(
-            or_(and_(Campaign.status == "scheduled", Campaign.scheduled_at <= now), orphaned),
-            Campaign.scheduled_at.is_not(None),
+    sends left without a sender (stopped, killed, or found busy a moment before the other
+    sender stopped), each taken over once under a key of that moment."""
+    rows = db.session.execute(
+        select(
+            Campaign.id,
+            Campaign.name,
+            Campaign.status,
+            Campaign.scheduled_at,
+            Campaign.lease_owner,
+            Campaign.lease_expires_at,
+            Campaign.updated_at,
+        ).where(
+            or_(
+                and_(Campaign.status == "scheduled", Campaign.scheduled_at <= now),
+                Campaign.status == "sending",
+            )
         )
     ).all()
-    for campaign_id, name, at in due:
-        yield Dispatch(
-            f"campaign:{campaign_id}:{at:%Y%m%dT%H%M%S}",
-            f"Send {name}",
-            partial(_dispatched_send, campaign_id),
-        )
+    for campaign_id, name, status, at, owner, expires, changed in rows:
+        if status == "scheduled":
+            key, title = f"campaign:{campaign_id}:{at:%Y%m%dT%H%M%S}", f"Send {name}"
+        elif owner is None or expires < now or _holder_is_dead(owner):
+            key, title = (
+                f"campaign:{campaign_id}:takeover:{changed:%Y%m%dT%H%M%S%f}",
+                f"Go on sending {name}",
+            )
+        else:
+            continue  # its sender is at work
+        yield Dispatch(key, title, partial(_dispatched_send, campaign_id))
 
 
 def _dispatched_send(campaign_id: int, context) -> dict:
-    try:
-        return send_campaign(campaign_id, progress=context.progress, stop=context.stop).as_dict()
-    except CampaignBusy as exc:
-        return {"busy": str(exc)}
+    return _run_send(campaign_id, context.progress, context.stop)

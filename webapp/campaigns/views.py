@@ -19,7 +19,7 @@ from webapp.campaigns.mailer import mailer_for
 from webapp.campaigns.messages import Payloads, Recipient
 from webapp.campaigns.render import MERGE_FIELDS, ContentError
 from webapp.extensions import db, htmx
-from webapp.models import Campaign, Customer, OutboxMessage, Segment
+from webapp.models import Campaign, CampaignRecipient, Customer, OutboxMessage, Segment
 from webapp.segmentation import compiler
 from webapp.segmentation.rules import RulesError, validate
 from webapp.segmentation.segments import LiveCount, live_count, live_scope
@@ -50,33 +50,32 @@ def _segment_choices() -> list[SelectChoice]:
     ]
 
 
-def audience(segment_id: int | None) -> LiveCount | None:
-    """The segment's members and sendable members now (unsubscribes count at once)."""
+def _tree_and_scope(segment_id: int | None):
+    """The segment's valid rules and the current run's scope; None before any refresh, for
+    a segment gone, or rules that no longer hold."""
     segment = db.session.get(Segment, segment_id) if segment_id else None
     scope = live_scope(db.session)
     if segment is None or scope is None:
         return None
     try:
-        tree = validate(segment.rules)
+        return validate(segment.rules), scope
     except RulesError:
         return None
-    return live_count(db.session, tree, scope, sample=PREVIEW_MEMBERS)
+
+
+def audience(segment_id: int | None) -> LiveCount | None:
+    """The segment's members and sendable members now (unsubscribes count at once)."""
+    found = _tree_and_scope(segment_id)
+    return live_count(db.session, *found, sample=PREVIEW_MEMBERS) if found else None
 
 
 def member_by_email(segment_id: int | None, email: str) -> Customer | None:
     """The segment's member with this email (matched trimmed and lower-cased), if any."""
-    segment = db.session.get(Segment, segment_id) if segment_id else None
-    scope = live_scope(db.session)
-    if segment is None or scope is None:
-        return None
-    try:
-        tree = validate(segment.rules)
-    except RulesError:
-        return None
+    found = _tree_and_scope(segment_id)
     customer = db.session.scalar(select(Customer).where(Customer.email_norm == email.lower()))
-    if customer is None:
+    if found is None or customer is None:
         return None
-    members = compiler.members(tree, scope).where(compiler.P.customer_id == customer.id)
+    members = compiler.members(*found).where(compiler.P.customer_id == customer.id)
     return customer if db.session.scalar(members) is not None else None
 
 
@@ -86,7 +85,14 @@ def member_by_email(segment_id: int | None, email: str) -> Customer | None:
 @bp.get("/")
 def index():
     campaigns = db.session.scalars(select(Campaign).order_by(Campaign.id.desc())).all()
-    counts = {c.id: sending.status_counts(c.id) for c in campaigns if c.started_at}
+    counts: dict[int, dict[str, int]] = {}
+    rows = db.session.execute(
+        select(CampaignRecipient.campaign_id, CampaignRecipient.status, func.count()).group_by(
+            CampaignRecipient.campaign_id, CampaignRecipient.status
+        )
+    )
+    for campaign_id, status, n in rows:
+        counts.setdefault(campaign_id, {})[status] = n
     segments = dict(db.session.execute(select(Segment.id, Segment.name)).all())
     return render_template(
         "campaigns/index.html", campaigns=campaigns, counts=counts, segments=segments
@@ -177,15 +183,15 @@ def preview():
         draft = Campaign()
         form.populate_obj(draft)
         draft.id = 0
-        try:
-            payload = next(
-                Payloads(draft, get_shop()).build(
-                    [Recipient(None, customer.id, customer.email or "", customer.display_name)]
-                )
+        payload = next(
+            Payloads(draft, get_shop()).build(
+                [Recipient(None, customer.id, customer.email or "", customer.display_name)]
             )
+        )
+        if isinstance(payload, ContentError):  # this member's fields break the template
+            errors = [payload]
+        else:
             rendered = _shown(payload)
-        except ContentError as exc:
-            errors = [exc]
     return render_template(
         "campaigns/_preview.html",
         errors=errors,
@@ -253,16 +259,12 @@ def schedule(campaign_id: int):
         flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
     else:
         when = sending.schedule(campaign, shop, form.moment(shop_timezone()))
-        if form.when.data == "now" and when == campaign.scheduled_at and not _later(when):
+        if when <= sending.utcnow():
             flash("Sending now: the progress shows below.", "success")
         else:
             local = when.astimezone(shop_timezone()).strftime("%Y-%m-%d %H:%M")
             flash(f"Scheduled for {local} ({shop.timezone}), inside your sending hours.", "success")
     return redirect(url_for(".show", campaign_id=campaign_id))
-
-
-def _later(when) -> bool:
-    return when > sending.utcnow()
 
 
 @bp.post("/<int:campaign_id>/unschedule")
@@ -321,11 +323,10 @@ def test_send(campaign_id: int):
         flash("The segment has no members to fill in the merge fields with.", "error")
         return redirect(url_for(".show", campaign_id=campaign_id))
     member = live.sample[0]
-    try:
-        to_owner = Recipient(None, member.id, current_user.email)
-        payload = next(Payloads(campaign, shop).build([to_owner]))
-    except ContentError as exc:
-        flash(str(exc), "error")
+    to_owner = Recipient(None, member.id, current_user.email)
+    payload = next(Payloads(campaign, shop).build([to_owner]))
+    if isinstance(payload, ContentError):
+        flash(str(payload), "error")
         return redirect(url_for(".show", campaign_id=campaign_id))
     payload["subject"] = "[Test] " + payload.get("subject", campaign.name)
     mailer = mailer_for(current_app.config, test=True)

@@ -238,7 +238,7 @@ def _send(plan: DemoCampaign, segment: Segment, shop: ShopSettings, at: datetime
     )
     db.session.add(campaign)
     db.session.commit()
-    send_campaign(campaign.id, mailer=OutboxMailer())
+    send_campaign(campaign.id, mailer=OutboxMailer(), sending_hours=False)  # backdated anyway
 
     campaign = db.session.get(Campaign, campaign.id, populate_existing=True)
     took = campaign.finished_at - campaign.started_at

@@ -27,20 +27,19 @@ from webapp.extensions import db
 from webapp.models._types import UTCDateTime, utcnow
 
 # Campaign.status: draft -> scheduled (a time is set) -> sending -> sent; sending <-> paused;
-# draft/scheduled/sending/paused -> cancelled.
-CAMPAIGN_STATUSES = ("draft", "scheduled", "sending", "paused", "sent", "cancelled")
-# CampaignRecipient.status
-RECIPIENT_STATUSES = (
-    "queued",  # to be mailed
-    "sending",  # in a request in flight
-    "sent",  # SendGrid (or the outbox) took it
-    "failed",  # SendGrid refused it (a 4xx other than 429); error says why
-    "unknown",  # in flight when the connection dropped or the sender died: the owner decides
-    "held_out",  # the random holdout: never mailed by this campaign
-    "suppressed",  # no consent, unsubscribed, bounced, spam report or no address; reason says
-    "capped",  # had another campaign within the frequency cap
-    "cancelled",  # still queued when the campaign was cancelled
-)
+# scheduled/sending/paused -> cancelled.
+#
+# CampaignRecipient.status:
+#   queued      to be mailed
+#   sending     in the request in flight
+#   sent        SendGrid (or the outbox) took it
+#   failed      SendGrid refused it (a 4xx other than 429; error says why), or the
+#               recipient's merge fields broke the template
+#   unknown     in flight when the connection dropped or the sender died: the owner decides
+#   held_out    the random holdout: never mailed by this campaign
+#   suppressed  no consent, unsubscribed, bounced, spam report or no address (reason says)
+#   capped      had another campaign within the frequency cap, or one under way
+#   cancelled   still queued when the campaign was cancelled
 
 
 class Campaign(db.Model):
@@ -68,7 +67,7 @@ class Campaign(db.Model):
     lease_owner: Mapped[str | None] = mapped_column(String(120))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_reason: Mapped[str] = mapped_column(Text, default="")
-    # {"holdout_seed", "members", "mailer"}: what the start decided, for the report.
+    # {"run_id", "holdout_seed", "held_out", "mailer"}: what the start decided, kept.
     send_info: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
