@@ -36,6 +36,10 @@ def error_of(body: str, body_format: str = "html") -> ContentError:
         "{{ config }}",
         "{{ self.__init__.__globals__ }}",
         "{% include '/etc/passwd' %}",
+        "{{ 'x' * 10**10 }}",
+        "{{ [1] * 100000 }}",
+        "{{ 2 ** 100000 }}",
+        "{% for i in range(10**9) %}{% endfor %}",
     ],
 )
 def test_a_template_reaches_nothing_but_its_merge_fields(body):

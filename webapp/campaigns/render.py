@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import markdown as markdown_lib
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MERGE_FIELDS = {
@@ -61,8 +62,29 @@ EMPTY_CONTEXT = {
     "recommendations": [],
 }
 
-_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
-_text_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+MAX_REPEAT = 10_000  # "ab" * n, [x] * n
+MAX_EXPONENT = 100
+
+
+class Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, also refusing the arithmetic that would stall a worker
+    ("x" * 10**10): the preview renders inside a web request."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context, operator, left, right):
+        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"an exponent above {MAX_EXPONENT} is not allowed")
+        if operator == "*":
+            for value, times in ((left, right), (right, left)):
+                repeated = isinstance(value, str | list | tuple) and isinstance(times, int)
+                if repeated and times > MAX_REPEAT:
+                    raise SecurityError(f"repeating more than {MAX_REPEAT} times")
+        return super().call_binop(context, operator, left, right)
+
+
+_env = Sandbox(undefined=StrictUndefined, autoescape=True)
+_text_env = Sandbox(undefined=StrictUndefined, autoescape=False)
 
 _JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _BLOCK_TAG_LINE = re.compile(r"\{%.*?%\}")
