@@ -185,7 +185,10 @@
         document.removeEventListener("focusin", onFocus);
         document.removeEventListener("keydown", onKey, true);
         window.removeEventListener("message", onMessage);
-        host.remove();
+        // Hidden now, removed a moment later: the keyup of the Esc that closed it may still
+        // be on its way to the survey's frame, and must find it there.
+        host.style.display = "none";
+        setTimeout(function () { host.remove(); }, 500);
         if (back && back.focus) back.focus();
         if (!done) {
           fetch(base + "/embed/r/" + encodeURIComponent(res.token) + "/dismiss", {
