@@ -149,6 +149,8 @@ def phase_send(url: str, host: str, campaign_id: int, concurrency: int) -> dict:
 
 
 def _send(url: str, campaign_id: int) -> None:
+    from datetime import UTC, datetime
+
     from webapp.campaigns.sending import send_campaign
     from webapp.extensions import db
     from webapp.models import Campaign
@@ -156,16 +158,19 @@ def _send(url: str, campaign_id: int) -> None:
     app = app_for(url)
     with app.app_context():
         campaign = db.session.get(Campaign, campaign_id)
-        campaign.status = "scheduled"
+        campaign.status, campaign.scheduled_at = "scheduled", datetime.now(UTC)
         db.session.commit()
         started = time.perf_counter()
-        summary = send_campaign(campaign_id)
+        summary = send_campaign(campaign_id, sending_hours=False)  # as `campaigns send` does
         seconds = time.perf_counter() - started
+    sent = summary.counts.get("sent", 0)
+    if not sent or sent != sum(summary.counts.values()):
+        raise SystemExit(f"the send did not reach everyone: {summary.counts}")
     print(
         json.dumps(
             {
                 "seconds": round(seconds, 2),
-                "sent": summary.counts.get("sent", 0),
+                "sent": sent,
                 "peak_mb": round(peak_mb(), 1),
             }
         )
