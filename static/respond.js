@@ -42,6 +42,11 @@
   });
   document.body.addEventListener("htmx:afterSwap", function () {
     checkCompleted();
+    // htmx takes the new step's form over only when the swap settles (20 ms later); a key
+    // pressed in between would submit it as a plain form. Take it over now, before focus
+    // lets anyone press a key in it.
+    var step = document.getElementById("step");
+    if (step && window.htmx) window.htmx.process(step);
     focusStep();
     reportHeight();
   });
