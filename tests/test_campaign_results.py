@@ -71,3 +71,31 @@ def test_orders_in_the_window_are_attributed_to_each_group(app):
     assert report.window_closed
     chart = results.chart(report)
     assert len(chart["mailed"].split()) == 7 == len(chart["holdout"].split())
+
+
+def test_a_mailed_recipients_window_starts_when_their_mail_went(app):
+    campaign = Campaign(
+        name="Paused for days", from_email="s@example.com", status="sent", started_at=START,
+        attribution_days=7,
+    )  # fmt: skip
+    db.session.add(campaign)
+    db.session.commit()
+    early, late = add_customer("early", email="early@example.com"), add_customer("late")
+    db.session.add_all(
+        [
+            CampaignRecipient(campaign_id=campaign.id, customer_id=early.id, status="sent",
+                              sent_at=START),
+            CampaignRecipient(campaign_id=campaign.id, customer_id=late.id, status="sent",
+                              sent_at=START + timedelta(days=5)),
+        ]
+    )  # fmt: skip
+    db.session.commit()
+    add_order(early, "#1", 2000, placed_at=START + timedelta(days=9))  # after early's window
+    add_order(late, "#2", 3000, placed_at=START + timedelta(days=9))  # inside late's
+    add_order(late, "#3", 9900, placed_at=START + timedelta(days=10), currency="EUR")
+
+    mailed = results.compute(campaign).mailed
+
+    assert (mailed.converters, mailed.orders) == (1, 2)
+    assert mailed.revenue_cents == 3000  # the EUR order converts but its amount is apart
+    assert mailed.daily[3] == 0 and mailed.daily[4] == 1  # day 4 of late's own window

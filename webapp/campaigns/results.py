@@ -1,10 +1,10 @@
 """A campaign's results: what happened to its mail, and whether it changed what people did.
 
-Orders placed within the attribution window after the send started are attributed to the
-campaign, for the mailed recipients and for the holdout alike; the lift is the difference
-of their conversion rates, with a 95% confidence interval (normal approximation for two
-independent proportions). When the groups are too small for that approximation, the report
-says so instead of showing a number nobody should act on.
+Orders placed within the attribution window are attributed to the campaign: for a mailed
+recipient from when their mail went, for the holdout from the start of the send. The lift is
+the difference of the two groups' conversion rates, with a 95% confidence interval (normal
+approximation for two independent proportions). When the groups are too small for that
+approximation, the report says so instead of showing a number nobody should act on.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import distinct, func, select
 
 from webapp.extensions import db
-from webapp.models import Campaign, CampaignRecipient, EmailEvent, Order
+from webapp.models import Campaign, CampaignRecipient, EmailEvent, Order, ShopSettings
 
 R = CampaignRecipient
 Z95 = 1.959964
@@ -113,31 +113,45 @@ def _events(campaign_id: int) -> dict[str, int]:
 
 
 def _groups(campaign: Campaign, counts: dict[str, int]) -> tuple[Group, Group]:
+    """Each group's orders in its window: from when each mailed recipient's mail went (a
+    send paused for days mails people days apart), from the start for the holdout. Revenue
+    counts orders in the shop's currency (amounts in others are not comparable)."""
     start = campaign.started_at
     days = campaign.attribution_days
+    window = timedelta(days=days)
+    last_sent = db.session.scalar(
+        select(func.max(R.sent_at)).where(R.campaign_id == campaign.id, R.status == "sent")
+    )
     amount = Order.total_cents - Order.refunded_cents
     orders = (
-        select(R.status, Order.customer_id, Order.placed_at, amount)
+        select(R.status, R.sent_at, Order.customer_id, Order.placed_at, Order.currency, amount)
         .join(Order, Order.customer_id == R.customer_id)
         .where(
             R.campaign_id == campaign.id,
             R.status.in_(("sent", "held_out")),
             Order.placed_at >= start,
-            Order.placed_at < start + timedelta(days=days),
+            Order.placed_at < max(start, last_sent or start) + window,
             Order.cancelled_at.is_(None),
             amount > 0,
         )
     )
+    currency = db.session.get(ShopSettings, 1).currency
     groups = {
         "sent": Group(size=counts.get("sent", 0)),
         "held_out": Group(size=counts.get("held_out", 0)),
     }
     first: dict[str, dict[int, int]] = {"sent": {}, "held_out": {}}
-    for status, customer_id, placed_at, cents in db.session.execute(orders):
+    for status, sent_at, customer_id, placed_at, order_currency, cents in db.session.execute(
+        orders
+    ):
+        since = sent_at if status == "sent" and sent_at else start
+        if not since <= placed_at < since + window:
+            continue
         group = groups[status]
         group.orders += 1
-        group.revenue_cents += int(cents)
-        day = min(days - 1, max(0, (placed_at - start).days))
+        if order_currency == currency:
+            group.revenue_cents += int(cents)
+        day = min(days - 1, (placed_at - since).days)
         first[status][customer_id] = min(first[status].get(customer_id, day), day)
     for status, group in groups.items():
         group.converters = len(first[status])
