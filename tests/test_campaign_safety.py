@@ -3,6 +3,7 @@ hours, a refused account, no connection, one recipient's broken fields."""
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -191,3 +192,26 @@ def test_a_send_stopped_midway_is_taken_over_once_under_a_new_key(app):
     assert any(k.startswith(f"campaign:{stopped.id}:takeover:") for k in keys)
     assert any(k.startswith(f"campaign:{dead.id}:takeover:") for k in keys)
     assert keys == {item.key for item in sending.due_campaigns(now)}  # the same until it moves
+
+
+def test_a_send_stopped_with_the_scheduler_is_left_for_the_dispatcher(app, sg):
+    from webapp import tasks
+
+    shop_of(2)
+    campaign = make_campaign(everyone_segment())
+    sending.queue_send(campaign.id)
+    task = tasks.claim_next("runner:1:1")
+    stopping = threading.Event()
+    stopping.set()  # SIGTERM came while the send was starting
+
+    app.config.update(SENDGRID_API_KEY=API_KEY, SENDGRID_API_HOST=sg.url)
+    tasks.run_task(task, "runner:1:1", stopping)
+
+    db.session.expire_all()
+    stopped = db.session.get(Campaign, campaign.id)
+    assert stopped.status == "sending" and stopped.lease_owner is None
+    assert sg.received == 0
+    assert any(
+        item.key.startswith(f"campaign:{campaign.id}:takeover:")
+        for item in sending.due_campaigns(datetime.now(UTC))
+    )

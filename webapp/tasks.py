@@ -57,9 +57,11 @@ def enqueue(kind: str, params: dict, key: str | None = None) -> Task:
 class Progress:
     """Handed to a handler: records how far it got and keeps its lease alive."""
 
-    def __init__(self, task: Task, owner: str):
+    def __init__(self, task: Task, owner: str, stop: threading.Event | None = None):
         self.task_id = task.id
         self.owner = owner
+        # Set when the runner is asked to stop: long work may stop early and be resumed.
+        self.stop = stop or threading.Event()
 
     def __call__(self, done: int, total: int | None = None, message: str | None = None) -> None:
         values: dict = {
@@ -110,11 +112,11 @@ def claim_next(owner: str) -> Task | None:
     return None
 
 
-def run_task(task: Task, owner: str) -> None:
+def run_task(task: Task, owner: str, stop: threading.Event | None = None) -> None:
     func = HANDLERS.get(task.kind)
     task_id = task.id
     try:
-        progress = Progress(task, owner)
+        progress = Progress(task, owner, stop)
         if (task.params or {}).get("job_key"):
             # A scheduler job's "run now": the job's body, under its lock and its run's key.
             from webapp.scheduler.runner import run_task_as_job
@@ -150,7 +152,7 @@ def run_pending(owner: str | None = None, stop: threading.Event | None = None) -
     owner = owner or runner_name()
     ran = 0
     while not (stop and stop.is_set()) and (task := claim_next(owner)) is not None:
-        run_task(task, owner)
+        run_task(task, owner, stop)
         ran += 1
     return ran
 

@@ -746,8 +746,9 @@ def _run_send(campaign_id: int, progress=None, stop=None) -> dict:
 
 @tasks.handler(SEND_TASK)
 def run_send_task(task, progress) -> dict:
-    """A send queued from the browser (send now, resume)."""
-    return _run_send(task.params["campaign_id"], progress)
+    """A send queued from the browser (send now, resume). Stopped with the scheduler, it
+    ends after its batch in flight; the dispatcher takes it over at the next start."""
+    return _run_send(task.params["campaign_id"], progress, progress.stop)
 
 
 @dispatch_source("campaigns")
