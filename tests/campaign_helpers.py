@@ -9,7 +9,7 @@ from sqlalchemy import select
 from tests.factories import add_customer
 from webapp.campaigns.mailer import SendGridMailer
 from webapp.extensions import db
-from webapp.models import Campaign, Category, Product, ShopSettings
+from webapp.models import Campaign, CampaignRecipient, Category, Product, ShopSettings
 from webapp.segmentation import segments
 from webapp.segmentation.refresh import run_refresh
 
@@ -76,3 +76,17 @@ def mailer(sg, **kwargs) -> SendGridMailer:
     kwargs.setdefault("concurrency", 4)
     kwargs.setdefault("backoff", 0.01)
     return SendGridMailer(API_KEY, sg.url, **kwargs)
+
+
+def sent_recipient() -> CampaignRecipient:
+    """Ada, mailed by a campaign: the ledger row behind her unsubscribe link and events."""
+    customer = add_customer("Ada", email="ada@example.com", accepts_marketing=True)
+    campaign = Campaign(name="Spring yarns", from_email="shop@example.com")
+    db.session.add(campaign)
+    db.session.flush()
+    row = CampaignRecipient(
+        campaign_id=campaign.id, customer_id=customer.id, email=customer.email, status="sent"
+    )
+    db.session.add(row)
+    db.session.commit()
+    return row

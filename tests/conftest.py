@@ -235,3 +235,12 @@ def owner_page(page, live_server, auth):
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(live_server.url + "/")
     return page
+
+
+@pytest.fixture
+def sg():
+    """A local stand-in for SendGrid's v3 Mail Send API (tests/sendgrid_server.py)."""
+    from tests.sendgrid_server import FakeSendGrid
+
+    with FakeSendGrid() as server:
+        yield server

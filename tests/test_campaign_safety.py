@@ -26,12 +26,6 @@ from webapp.extensions import db
 from webapp.models import Campaign, CampaignRecipient, Customer
 
 
-@pytest.fixture
-def sg():
-    with FakeSendGrid() as server:
-        yield server
-
-
 def ledger(campaign_id: int) -> dict[str, tuple[str, str | None]]:
     rows = db.session.execute(
         select(CampaignRecipient.email, CampaignRecipient.status, CampaignRecipient.reason)

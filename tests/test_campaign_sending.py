@@ -17,17 +17,10 @@ from tests.campaign_helpers import (
     refresh,
 )
 from tests.factories import add_order
-from tests.sendgrid_server import FakeSendGrid
 from webapp.campaigns import sending
 from webapp.campaigns.sending import CampaignError, next_send_window, send_campaign
 from webapp.extensions import db
 from webapp.models import Campaign, CampaignRecipient, Customer, OutboxMessage, ShopSettings
-
-
-@pytest.fixture
-def sg():
-    with FakeSendGrid() as server:
-        yield server
 
 
 def ledger(campaign_id: int) -> dict[str, str]:

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
-from tests.factories import add_customer
+from tests.campaign_helpers import sent_recipient
 from webapp.extensions import db
-from webapp.models import Campaign, CampaignRecipient, Customer, EmailEvent
+from webapp.models import Customer, EmailEvent
 
 URL = "/webhooks/sendgrid"
 
@@ -47,16 +47,7 @@ def post(client, key, events, timestamp: int | None = None):
 
 @pytest.fixture
 def recipient(app):
-    customer = add_customer("Ada", email="ada@example.com", accepts_marketing=True)
-    campaign = Campaign(name="Spring yarns", from_email="shop@example.com")
-    db.session.add(campaign)
-    db.session.flush()
-    row = CampaignRecipient(
-        campaign_id=campaign.id, customer_id=customer.id, email=customer.email, status="sent"
-    )
-    db.session.add(row)
-    db.session.commit()
-    return row
+    return sent_recipient()
 
 
 def event(recipient, kind: str, n: int, **fields) -> dict:

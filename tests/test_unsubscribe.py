@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
+from tests.campaign_helpers import sent_recipient
 from tests.factories import add_customer
 from webapp.campaigns.messages import recipient_token
 from webapp.extensions import db
-from webapp.models import Campaign, CampaignRecipient, Customer, EmailEvent
+from webapp.models import Customer, EmailEvent
 from webapp.shop import get_shop
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -18,16 +19,7 @@ ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 @pytest.fixture
 def recipient(app):
     get_shop().name = "Loop & Thread"
-    customer = add_customer("Ada", email="ada@example.com", accepts_marketing=True)
-    campaign = Campaign(name="Spring yarns", from_email="shop@example.com")
-    db.session.add(campaign)
-    db.session.flush()
-    row = CampaignRecipient(
-        campaign_id=campaign.id, customer_id=customer.id, email=customer.email, status="sent"
-    )
-    db.session.add(row)
-    db.session.commit()
-    return row
+    return sent_recipient()
 
 
 @pytest.fixture

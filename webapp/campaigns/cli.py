@@ -14,6 +14,7 @@ from sqlalchemy import select
 from webapp.cli import CommandError, emit_json, json_errors, needs_database
 from webapp.extensions import db
 from webapp.models import Campaign, Segment, ShopSettings
+from webapp.models._types import utcnow
 
 
 @click.group("campaigns")
@@ -31,7 +32,7 @@ def _json_option(func):
 @needs_database
 def list_command(as_json: bool) -> None:
     """Every campaign with its status and ledger counts."""
-    from webapp.campaigns.sending import status_counts
+    from webapp.campaigns.ledger import status_counts
 
     segments = dict(db.session.execute(select(Segment.id, Segment.name)).all())
     rows = [
@@ -63,7 +64,7 @@ def _progress():
 
 
 def _run(campaign_id: int, as_json: bool, resuming: bool) -> None:
-    from webapp.campaigns import sending
+    from webapp.campaigns import ledger, sending
 
     campaign = db.session.get(Campaign, campaign_id)
     if campaign is None:
@@ -78,9 +79,9 @@ def _run(campaign_id: int, as_json: bool, resuming: bool) -> None:
                 f"Campaign {campaign_id} is {campaign.status}; use `resume` to go on with it."
             )
         shop = db.session.get(ShopSettings, 1)
-        if problems := sending.readiness(campaign, shop):
+        if problems := ledger.readiness(campaign, shop):
             raise CommandError(" ".join(problems))
-        campaign.status, campaign.scheduled_at = "scheduled", sending.utcnow()
+        campaign.status, campaign.scheduled_at = "scheduled", utcnow()
         db.session.commit()
     try:
         result = sending.send_campaign(campaign_id, progress=_progress(), sending_hours=False)

@@ -7,17 +7,13 @@ out, and ``sent`` only after SendGrid accepted them. A sender that dies (SIGKILL
 loss) therefore leaves at most its batch in flight as ``sending``; whoever resumes marks
 those rows ``unknown`` for the owner to decide on, and goes on with the queued rest.
 
-One process sends a campaign at a time: it holds the campaign's lease, renewed every batch.
-A lease whose process is gone (same host, pid no longer alive) or that has run out is taken
-over; any other sender finds the campaign busy and leaves it alone.
+One process sends a campaign at a time: it holds the campaign's lease
+(webapp.campaigns.lease).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import random
-import socket
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,19 +23,24 @@ from functools import partial
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, case, exists, func, insert, literal, or_, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from webapp import tasks
+from webapp.campaigns import lease
+from webapp.campaigns.ledger import (
+    CampaignError,
+    freeze,
+    readiness,
+    status_counts,
+    suppression_reason,
+)
 from webapp.campaigns.mailer import Mailer, Outcome, mailer_for
 from webapp.campaigns.messages import PERSONALIZATIONS_PER_REQUEST, Payloads, Recipient
 from webapp.campaigns.render import ContentError
 from webapp.extensions import db
-from webapp.models import Campaign, CampaignRecipient, Customer, Segment, ShopSettings
+from webapp.models import Campaign, CampaignRecipient, Customer, ShopSettings
+from webapp.models._types import utcnow
 from webapp.scheduler.registry import Dispatch, dispatch_source
-from webapp.segmentation import compiler
-from webapp.segmentation.rules import RulesError, validate
-from webapp.segmentation.segments import live_scope
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +49,11 @@ R = CampaignRecipient
 MAX_FAILED_BATCHES = 3  # in a row: the campaign pauses itself
 
 
-class CampaignError(RuntimeError):
-    """The campaign cannot be sent as it is; the message says why, in the owner's words."""
-
-
 class CampaignBusy(CampaignError):
     """Another process is sending it."""
 
 
 Progress = Callable[..., None]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 # --- quiet hours -------------------------------------------------------------------------
@@ -85,167 +78,6 @@ def next_send_window(moment: datetime, shop: ShopSettings) -> datetime:
     return datetime.combine(day, start, tzinfo=tz).astimezone(UTC)
 
 
-# --- starting: the ledger -----------------------------------------------------------------
-
-
-def readiness(campaign: Campaign, shop: ShopSettings) -> list[str]:
-    """What stops the campaign from being sent; empty when it can go."""
-    from webapp.campaigns.render import check
-
-    problems = []
-    if not shop.postal_address.strip():
-        problems.append("Set your shop's postal address in Settings: every email carries it.")
-    if campaign.segment_id is None:
-        problems.append("Pick the segment to send to.")
-    if not campaign.from_email:
-        problems.append("Set the from address.")
-    if not campaign.uses_template and not campaign.subject.strip():
-        problems.append("Write a subject.")
-    if not campaign.uses_template and not campaign.body.strip():
-        problems.append("Write the body, or give a SendGrid dynamic template id.")
-    problems += [str(error) for error in check(campaign, shop)]
-    return problems
-
-
-def _suppression_reason():
-    c = Customer.__table__.c
-    return case(
-        (or_(c.email_norm.is_(None), c.erased_at.is_not(None)), literal("no_address")),
-        (c.accepts_marketing.is_not(True), literal("no_consent")),
-        (c.unsubscribed_at.is_not(None), literal("unsubscribed")),
-        (c.bounced_at.is_not(None), literal("bounced")),
-        (c.spam_reported_at.is_not(None), literal("spam_report")),
-        else_=literal(None),
-    )
-
-
-def freeze(campaign: Campaign, shop: ShopSettings, now: datetime) -> dict:
-    """Write the ledger: every member of the segment now, suppressed, capped, held out or
-    queued. One INSERT ... SELECT and a random holdout, in the caller's transaction."""
-    segment = db.session.get(Segment, campaign.segment_id) if campaign.segment_id else None
-    if segment is None:
-        raise CampaignError("The campaign's segment no longer exists.")
-    scope = live_scope(db.session)
-    if scope is None:
-        raise CampaignError("Segments have no members before the first refresh: refresh first.")
-    try:
-        tree = validate(segment.rules)
-    except RulesError as exc:
-        raise CampaignError(f"The segment's rules no longer hold: {exc}") from None
-
-    members = compiler.members(tree, scope).subquery()
-    c = Customer.__table__.c
-    earlier = aliased(CampaignRecipient)
-    capped = exists().where(
-        earlier.customer_id == c.id,
-        earlier.campaign_id != campaign.id,
-        or_(
-            and_(
-                earlier.status.in_(("sent", "unknown")),
-                earlier.sent_at >= now - timedelta(days=campaign.frequency_cap_days),
-            ),
-            earlier.status.in_(("queued", "sending")),  # another campaign under way
-        ),
-    )
-    reason = _suppression_reason()
-    status = case(
-        (reason.is_not(None), literal("suppressed")),
-        (and_(literal(campaign.frequency_cap_days > 0), capped), literal("capped")),
-        else_=literal("queued"),
-    )
-    rows = select(literal(campaign.id), c.id, c.email, status, reason).select_from(
-        members.join(Customer.__table__, c.id == members.c.customer_id)
-    )
-    db.session.execute(
-        insert(CampaignRecipient).from_select(
-            ["campaign_id", "customer_id", "email", "status", "reason"], rows
-        )
-    )
-
-    queued = (
-        db.session.scalars(
-            select(R.id).where(R.campaign_id == campaign.id, R.status == "queued").order_by(R.id)
-        ).all()
-        if campaign.holdout_percent
-        else []
-    )
-    seed = random.SystemRandom().randrange(2**31)
-    held = random.Random(seed).sample(queued, round(len(queued) * campaign.holdout_percent / 100))
-    for start in range(0, len(held), 1000):
-        db.session.execute(
-            update(R).where(R.id.in_(held[start : start + 1000])).values(status="held_out")
-        )
-    return {"run_id": scope.run_id, "holdout_seed": seed, "held_out": len(held)}
-
-
-# --- the lease --------------------------------------------------------------------------
-
-
-def sender_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-
-
-def _holder_is_dead(owner: str | None) -> bool:
-    """A lease held by a process of this host that no longer runs."""
-    if not owner:
-        return True
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    if int(pid) == os.getpid():  # another thread of this process: alive
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _lease_seconds() -> float:
-    return current_app.config["CAMPAIGN_LEASE_SECONDS"]
-
-
-def take_lease(campaign_id: int, owner: str) -> bool:
-    now = utcnow()
-    current = db.session.execute(
-        select(Campaign.lease_owner, Campaign.lease_expires_at).where(Campaign.id == campaign_id)
-    ).one()
-    free = or_(Campaign.lease_owner.is_(None), Campaign.lease_expires_at < now)
-    if current.lease_owner and _holder_is_dead(current.lease_owner):
-        free = or_(free, Campaign.lease_owner == current.lease_owner)
-    taken = db.session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, free)
-        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=_lease_seconds()))
-    ).rowcount
-    db.session.commit()
-    return bool(taken)
-
-
-def _renew_lease(campaign_id: int, owner: str) -> bool:
-    """False when the lease is no longer this sender's."""
-    return bool(
-        db.session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign_id, Campaign.lease_owner == owner)
-            .values(lease_expires_at=utcnow() + timedelta(seconds=_lease_seconds()))
-        ).rowcount
-    )
-
-
-def _release_lease(campaign_id: int, owner: str) -> None:
-    db.session.rollback()
-    db.session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_at=None)
-    )
-    db.session.commit()
-
-
 # --- sending ------------------------------------------------------------------------------
 
 
@@ -265,13 +97,6 @@ class Summary:
             "counts": self.counts,
             "paused_reason": self.paused_reason,
         }
-
-
-def status_counts(campaign_id: int) -> dict[str, int]:
-    rows = db.session.execute(
-        select(R.status, func.count()).where(R.campaign_id == campaign_id).group_by(R.status)
-    )
-    return dict(rows.all())
 
 
 def summary(campaign: Campaign, sent_now: int = 0) -> Summary:
@@ -304,15 +129,15 @@ def send_campaign(
         raise CampaignError(f"There is no campaign {campaign_id}.")
     if campaign.status not in ("scheduled", "sending"):  # draft (unscheduled), paused, done
         return summary(campaign)
-    owner = sender_name()
-    if not take_lease(campaign_id, owner):
+    owner = lease.sender_name()
+    if not lease.take(campaign_id, owner):
         raise CampaignBusy(f"Campaign {campaign_id} is being sent by {campaign.lease_owner}.")
     mailer = mailer or mailer_for(current_app.config)
     try:
         return _send(campaign_id, owner, mailer, progress, stop, sending_hours)
     finally:
         mailer.close()
-        _release_lease(campaign_id, owner)
+        lease.release(campaign_id, owner)
 
 
 def _start(campaign: Campaign, shop: ShopSettings, mailer: Mailer, sending_hours: bool) -> bool:
@@ -524,7 +349,7 @@ def _queued(campaign_id: int, after: int, size: int) -> list[Recipient]:
     (unsubscribed, bounced, erased since the send started), if any."""
     c = Customer.__table__.c
     rows = db.session.connection().execute(
-        select(LEDGER.c.id, LEDGER.c.customer_id, LEDGER.c.email, _suppression_reason())
+        select(LEDGER.c.id, LEDGER.c.customer_id, LEDGER.c.email, suppression_reason())
         .select_from(LEDGER.outerjoin(Customer.__table__, c.id == LEDGER.c.customer_id))
         .where(
             LEDGER.c.campaign_id == campaign_id,
@@ -574,7 +399,7 @@ def _mark(campaign_id: int, owner: str, batch: list[Recipient]) -> list[Recipien
             .returning(LEDGER.c.id)
         )
     )
-    if not _renew_lease(campaign_id, owner):
+    if not lease.renew(campaign_id, owner):
         db.session.rollback()
         raise CampaignBusy(f"Campaign {campaign_id}: this sender's lease was taken over.")
     db.session.commit()
@@ -703,39 +528,6 @@ def cancel(campaign_id: int) -> bool:
     return bool(cancelled)
 
 
-def settle_unknown(campaign_id: int, resend: bool) -> int:
-    """The owner's decision on recipients whose mail may or may not have gone: count them
-    as sent, or queue them again (the owner accepts a possible second copy)."""
-    changed = db.session.execute(
-        update(R)
-        .where(R.campaign_id == campaign_id, R.status == "unknown")
-        .values(status="queued", batch=None, sent_at=None, error=None)
-        if resend
-        else update(R)
-        .where(R.campaign_id == campaign_id, R.status == "unknown")
-        .values(status="sent", error="Counted as sent by the owner (no answer from SendGrid).")
-    ).rowcount
-    if resend and changed:
-        db.session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign_id, Campaign.status.in_(("sent", "paused")))
-            .values(status="sending", finished_at=None, paused_reason="")
-        )
-    db.session.commit()
-    return changed
-
-
-def problems_of(campaign_id: int, limit: int = 5) -> list[tuple[str, str, int]]:
-    """The commonest reasons recipients failed or are unknown: (status, error, how many)."""
-    return db.session.execute(
-        select(R.status, R.error, func.count())
-        .where(R.campaign_id == campaign_id, R.status.in_(("failed", "unknown")))
-        .group_by(R.status, R.error)
-        .order_by(func.count().desc())
-        .limit(limit)
-    ).all()
-
-
 def _run_send(campaign_id: int, progress=None, stop=None) -> dict:
     """A send run by the scheduler process (the task runner, the dispatcher)."""
     try:
@@ -775,7 +567,7 @@ def due_campaigns(now: datetime) -> Iterable[Dispatch]:
     for campaign_id, name, status, at, owner, expires, changed in rows:
         if status == "scheduled":
             key, title = f"campaign:{campaign_id}:{at:%Y%m%dT%H%M%S}", f"Send {name}"
-        elif owner is None or expires < now or _holder_is_dead(owner):
+        elif owner is None or expires < now or lease.holder_is_dead(owner):
             key, title = (
                 f"campaign:{campaign_id}:takeover:{changed:%Y%m%dT%H%M%S%f}",
                 f"Go on sending {name}",

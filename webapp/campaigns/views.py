@@ -7,19 +7,20 @@ queued for the scheduler process, and the campaign page polls its progress.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, select
 from wtforms.fields import SelectChoice
 
+from webapp.campaigns import ledger, sending
 from webapp.campaigns import results as campaign_results
-from webapp.campaigns import sending
 from webapp.campaigns.forms import CampaignForm, ScheduleForm
 from webapp.campaigns.mailer import mailer_for
 from webapp.campaigns.messages import Payloads, Recipient
 from webapp.campaigns.render import MERGE_FIELDS, ContentError
 from webapp.extensions import db, htmx
 from webapp.models import Campaign, CampaignRecipient, Customer, OutboxMessage, Segment
+from webapp.models._types import utcnow
 from webapp.segmentation import compiler
 from webapp.segmentation.rules import RulesError, validate
 from webapp.segmentation.segments import LiveCount, live_count, live_scope
@@ -34,13 +35,6 @@ OUTBOX_PAGE = 50
 @bp.context_processor
 def _helpers() -> dict:
     return {"results_chart": campaign_results.chart}
-
-
-def _campaign_or_404(campaign_id: int) -> Campaign:
-    campaign = db.session.get(Campaign, campaign_id)
-    if campaign is None:
-        abort(404)
-    return campaign
 
 
 def _segment_choices() -> list[SelectChoice]:
@@ -149,7 +143,7 @@ def new():
 
 @bp.route("/<int:campaign_id>/edit", methods=["GET", "POST"])
 def edit(campaign_id: int):
-    return _editor(_campaign_or_404(campaign_id))
+    return _editor(db.get_or_404(Campaign, campaign_id))
 
 
 @bp.get("/audience")
@@ -218,16 +212,16 @@ def _shown(payload: dict) -> dict:
 
 @bp.get("/<int:campaign_id>")
 def show(campaign_id: int):
-    campaign = _campaign_or_404(campaign_id)
+    campaign = db.get_or_404(Campaign, campaign_id)
     shop = get_shop()
     return render_template(
         "campaigns/show.html",
         campaign=campaign,
         segment=db.session.get(Segment, campaign.segment_id) if campaign.segment_id else None,
-        problems=sending.readiness(campaign, shop) if campaign.editable else [],
+        problems=ledger.readiness(campaign, shop) if campaign.editable else [],
         audience=audience(campaign.segment_id) if campaign.editable else None,
-        counts=sending.status_counts(campaign.id),
-        problems_seen=sending.problems_of(campaign.id) if campaign.started_at else [],
+        counts=ledger.status_counts(campaign.id),
+        problems_seen=ledger.problems_of(campaign.id) if campaign.started_at else [],
         results=campaign_results.compute(campaign) if campaign.started_at else None,
         schedule_form=ScheduleForm(),
         tz=shop.timezone,
@@ -236,30 +230,30 @@ def show(campaign_id: int):
 
 @bp.get("/<int:campaign_id>/progress")
 def progress(campaign_id: int):
-    campaign = _campaign_or_404(campaign_id)
+    campaign = db.get_or_404(Campaign, campaign_id)
     if htmx and campaign.status not in ("scheduled", "sending"):
         # Finished, paused or cancelled while the page polled: reload it once, with its
         # buttons and results as they are now.
         return "", 200, {"HX-Refresh": "true"}
     return render_template(
-        "campaigns/_progress.html", campaign=campaign, counts=sending.status_counts(campaign.id)
+        "campaigns/_progress.html", campaign=campaign, counts=ledger.status_counts(campaign.id)
     )
 
 
 @bp.post("/<int:campaign_id>/schedule")
 def schedule(campaign_id: int):
-    campaign = _campaign_or_404(campaign_id)
+    campaign = db.get_or_404(Campaign, campaign_id)
     form = ScheduleForm()
     shop = get_shop()
     if not campaign.editable:
         flash("This campaign has already started.", "error")
-    elif problems := sending.readiness(campaign, shop):
+    elif problems := ledger.readiness(campaign, shop):
         flash(" ".join(problems), "error")
     elif not form.validate_on_submit():
         flash(" ".join(e for errors in form.errors.values() for e in errors), "error")
     else:
         when = sending.schedule(campaign, shop, form.moment(shop_timezone()))
-        if when <= sending.utcnow():
+        if when <= utcnow():
             flash("Sending now: the progress shows below.", "success")
         else:
             local = when.astimezone(shop_timezone()).strftime("%Y-%m-%d %H:%M")
@@ -269,14 +263,14 @@ def schedule(campaign_id: int):
 
 @bp.post("/<int:campaign_id>/unschedule")
 def unschedule(campaign_id: int):
-    sending.unschedule(_campaign_or_404(campaign_id))
+    sending.unschedule(db.get_or_404(Campaign, campaign_id))
     flash("Back to draft: it will not be sent.", "success")
     return redirect(url_for(".show", campaign_id=campaign_id))
 
 
 @bp.post("/<int:campaign_id>/pause")
 def pause(campaign_id: int):
-    _campaign_or_404(campaign_id)
+    db.get_or_404(Campaign, campaign_id)
     if sending.pause(campaign_id):
         flash("Paused: nothing more goes out until you resume.", "success")
     return redirect(url_for(".show", campaign_id=campaign_id))
@@ -284,7 +278,7 @@ def pause(campaign_id: int):
 
 @bp.post("/<int:campaign_id>/resume")
 def resume(campaign_id: int):
-    _campaign_or_404(campaign_id)
+    db.get_or_404(Campaign, campaign_id)
     if sending.resume(campaign_id):
         sending.queue_send(campaign_id)
         flash("Resumed: the queued recipients are being sent; nobody gets it twice.", "success")
@@ -293,7 +287,7 @@ def resume(campaign_id: int):
 
 @bp.post("/<int:campaign_id>/cancel")
 def cancel(campaign_id: int):
-    _campaign_or_404(campaign_id)
+    db.get_or_404(Campaign, campaign_id)
     if sending.cancel(campaign_id):
         flash("Cancelled: the recipients still queued will not get it.", "success")
     return redirect(url_for(".show", campaign_id=campaign_id))
@@ -302,9 +296,9 @@ def cancel(campaign_id: int):
 @bp.post("/<int:campaign_id>/unknown")
 def settle_unknown(campaign_id: int):
     """The owner decides on recipients whose request got no answer."""
-    _campaign_or_404(campaign_id)
+    db.get_or_404(Campaign, campaign_id)
     resend = request.form.get("decision") == "resend"
-    changed = sending.settle_unknown(campaign_id, resend)
+    changed = ledger.settle_unknown(campaign_id, resend)
     if resend and changed:
         sending.queue_send(campaign_id)
         flash(f"{changed} recipients queued again: they may get a second copy.", "success")
@@ -316,7 +310,7 @@ def settle_unknown(campaign_id: int):
 @bp.post("/<int:campaign_id>/test")
 def test_send(campaign_id: int):
     """One message to the owner's own address, as the first member would get it."""
-    campaign = _campaign_or_404(campaign_id)
+    campaign = db.get_or_404(Campaign, campaign_id)
     shop = get_shop()
     live = audience(campaign.segment_id)
     if not live or not live.sample:
@@ -366,5 +360,5 @@ def outbox():
 
 @bp.get("/outbox/<int:message_id>")
 def outbox_message(message_id: int):
-    message = db.session.get(OutboxMessage, message_id) or abort(404)
+    message = db.get_or_404(OutboxMessage, message_id)
     return render_template("campaigns/outbox_message.html", message=message)
