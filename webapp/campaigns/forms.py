@@ -26,7 +26,8 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from webapp.campaigns.render import CampaignContent, ContentError
+from webapp.campaigns.render import ContentError, check
+from webapp.models import Campaign
 
 STARTER_BODY = """Hi {{ first_name or "there" }},
 
@@ -88,27 +89,16 @@ class CampaignForm(FlaskForm):
             raise ValidationError("Write the body, or give a SendGrid dynamic template id.")
 
     def content_errors(self) -> list[ContentError]:
-        """Compile and trial-render the content; each error goes to its field."""
-        from webapp.campaigns.render import SAMPLE_CONTEXT
-
-        if self.template_id.data:
-            return []
-        try:
-            CampaignContent(
-                name=self.name.data or "",
-                subject=self.subject.data or "",
-                preheader=self.preheader.data or "",
-                body=self.body.data or "",
-                body_format=self.body_format.data,
-                shop_name=self.shop.name,
-                postal_address=self.shop.postal_address,
-            ).check(SAMPLE_CONTEXT)
-        except ContentError as exc:
+        """Compile and trial-render the content as the send will; each error goes to its
+        field."""
+        draft = Campaign()  # never added to the session
+        self.populate_obj(draft)
+        errors = check(draft, self.shop)
+        for exc in errors:
             target = {"Subject": self.subject, "Preheader": self.preheader}.get(exc.part, self.body)
             where = f"Line {exc.line}: " if exc.line and target is self.body else ""
             target.errors = [*target.errors, where + exc.message]
-            return [exc]
-        return []
+        return errors
 
 
 class ScheduleForm(FlaskForm):
