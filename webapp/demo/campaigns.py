@@ -365,6 +365,7 @@ def _orders(
                 Order.placed_at >= start,
                 Order.placed_at < end,
                 Order.cancelled_at.is_(None),
+                Order.total_cents - Order.refunded_cents > 0,  # as the report counts them
             )
             .distinct()
         )
