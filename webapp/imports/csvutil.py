@@ -25,19 +25,20 @@ def open_text(path: str) -> IO[str]:
     return open(path, encoding="utf-8-sig", newline="")
 
 
-def read_rows(handle: IO[str]) -> Iterator[tuple[int, list[str]]]:
-    """Every record with the physical line it starts on (the header is line 1).
+def read_rows(handle: IO[str], first_line: int = 1) -> Iterator[tuple[int, list[str]]]:
+    """Every record with the physical line it starts on (the header is line 1; a handle
+    that starts further in the file says on which line with ``first_line``).
 
     csv.reader's line_num is the number of lines read *after* a record; a quoted field
     may span lines, so a record starts one line after the previous record ended. Blank
     lines are skipped but still counted.
     """
     reader = csv.reader(handle)
-    ended = 0
+    before = ended = first_line - 1
     try:
         for row in reader:
             start = ended + 1
-            ended = reader.line_num
+            ended = before + reader.line_num
             if row:
                 yield start, row
     except csv.Error as exc:
@@ -110,15 +111,20 @@ class Columns:
 
 
 def group_orders(
-    rows: Iterable[tuple[int, list[str]]], key_column: int, label: str
+    rows: Iterable[tuple[int, list[str]]],
+    key_column: int,
+    label: str,
+    seen: dict[str, int] | None = None,
 ) -> Iterator[tuple[str, list[tuple[int, list[str]]], str | None]]:
     """Consecutive rows with the same order key, as (key, [(line, row), ...], problem).
 
     ``problem`` is set when the key is empty or when the order appeared earlier in the file
     (rows of one order must be consecutive, and an order may appear only once). Keeps one
-    dict entry per order, a few dozen MB for 400,000 orders.
+    entry per order in ``seen`` (key -> first line; a few dozen MB for 400,000 orders),
+    which the caller may pass to learn them.
     """
-    seen: dict[str, int] = {}
+    if seen is None:
+        seen = {}
     key: str | None = None
     group: list[tuple[int, list[str]]] = []
     for line, row in rows:

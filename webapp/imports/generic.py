@@ -37,6 +37,7 @@ def parse_generic(
     rows: Iterable[tuple[int, list[str]]],
     tz: tzinfo,
     currency: str,
+    seen: dict[str, int] | None = None,
 ) -> Iterator[OrderRecord | RowError]:
     """Each order of the file, or the errors of its bad rows (the order is then dropped)."""
     cols = Columns(header)
@@ -48,7 +49,7 @@ def parse_generic(
     if "line_name" not in cols and "product" in cols:
         cols.index["line_name"] = cols.index["product"]
     parse_date = DateParser(tz)
-    for key, group, problem in group_orders(rows, cols["order_id"], "order_id"):
+    for key, group, problem in group_orders(rows, cols["order_id"], "order_id", seen):
         if problem:
             yield RowError(group[0][0], problem)
             continue

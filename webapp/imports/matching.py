@@ -123,6 +123,17 @@ class FileTotals:
                 last = record.placed_at
         known[key] = (count, spent, last)
 
+    def merge(self, other: FileTotals) -> None:
+        """Add another part of the same file's totals to these."""
+        for known, more in ((self._by_ext, other._by_ext), (self._by_email, other._by_email)):
+            for key, (count, spent, last) in more.items():
+                mine = known.get(key)
+                if mine is not None:
+                    count, spent = count + mine[0], spent + mine[1]
+                    if last is None or (mine[2] is not None and mine[2] > last):
+                        last = mine[2]
+                known[key] = (count, spent, last)
+
     def get(self, ext: str | None, norm: str | None) -> tuple[int, int, datetime | None] | None:
         if ext:
             return self._by_ext.get(hash(ext))

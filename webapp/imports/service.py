@@ -1,8 +1,9 @@
 """Importing an orders CSV: validate the whole file, then write it in short batches.
 
-Pass 1 reads the file once, parses and validates every order, and spools the normalised
-records to a temporary file (webapp.imports.spool); nothing is written
-while it runs, so a file with bad rows imports nothing. Pass 2 reads the spool back and
+Pass 1 (webapp.imports.checking) reads the file once, parses and validates every order,
+and spools the normalised records to a temporary file (webapp.imports.spool), a big file
+in two halves at once; nothing is written while it runs, so a file with bad rows imports
+nothing. Pass 2 reads the spool back and
 hands batch after batch to the one writer, each batch its own short transaction, so other
 writers (survey answers, the API) are never blocked for long. Memory stays flat whatever
 the file's size. An import that is interrupted is completed by running it again: the
@@ -11,24 +12,23 @@ writer's upserts are idempotent.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import tzinfo
 
 from flask import current_app
 
+from webapp.imports.checking import FileCheck
 from webapp.imports.csvutil import ImportFileError, detect_format, open_text, read_rows
 from webapp.imports.generic import parse_generic
 from webapp.imports.matching import FileTotals
-from webapp.imports.records import ImportReport, RowError
+from webapp.imports.records import ImportReport
 from webapp.imports.shopify import parse_shopify
-from webapp.imports.spool import OrderSpool
 from webapp.imports.writer import OrderWriter
 from webapp.tasks import handler
 
-FORMATS = {"shopify": parse_shopify, "generic": parse_generic}
+# Each format's parser, and the column that tells its orders apart.
+FORMATS = {"shopify": (parse_shopify, "name"), "generic": (parse_generic, "order_id")}
 MAX_STORED_ERRORS = 1000
-PROGRESS_EVERY = 5000  # orders between two progress reports
 
 ProgressFn = Callable[..., None]
 
@@ -69,14 +69,13 @@ def run_import(
     if fmt is not None and fmt not in FORMATS:
         raise ImportFileError(f"Unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
     try:
-        size = os.path.getsize(path)
         handle = open_text(path)
     except OSError as exc:
         raise ImportFileError(f"Cannot read {path}: {exc.strerror or exc}") from None
     report = ImportReport()
     batch_size = current_app.config["IMPORT_BATCH_SIZE"]
     info = {"format": fmt, "orders_in_file": 0, "lines_in_file": 0, "imported": False}
-    with handle, OrderSpool(batch_size) as spool:
+    with handle, FileCheck(batch_size) as check:
         rows = read_rows(handle)
         first = next(rows, None)
         if first is None:
@@ -84,25 +83,16 @@ def run_import(
         header = first[1]
         fmt = fmt or detect_format(header)
         info["format"] = fmt
-        parse = FORMATS[fmt]
+        parse, key = FORMATS[fmt]
 
         # Pass 1: validate everything, spool the good orders.
-        orders = lines = 0
         file_totals = None if dry_run else FileTotals()
-        for item in parse(header, rows, tz, currency):
-            if isinstance(item, RowError):
-                report.bad_rows_total += 1
-                if len(report.errors) < max_errors:
-                    report.errors.append(item)
-                continue
-            spool.add(item)
-            if file_totals is not None:
-                file_totals.add(item)
-            orders += 1
-            lines += len(item.lines)
-            if progress is not None and orders % PROGRESS_EVERY == 0:
-                progress(handle.buffer.tell(), size, f"Checked {orders:,} orders")
-        info["orders_in_file"], info["lines_in_file"] = orders, lines
+        checked = check.run(
+            path, handle, rows, header, parse, key, tz, currency, file_totals, max_errors, progress
+        )
+        report.errors, report.bad_rows_total = checked.errors, checked.bad_rows_total
+        orders = info["orders_in_file"] = checked.orders
+        info["lines_in_file"] = checked.lines
         if report.bad_rows_total and not (skip_bad_rows or dry_run):
             return report, info
 
@@ -117,7 +107,7 @@ def run_import(
         done = 0
         if progress is not None:
             progress(0, orders, "Previewing orders" if dry_run else "Writing orders")
-        for batch in spool.batches():
+        for batch in check.batches():
             writer.write(batch)
             done += len(batch)
             if progress is not None:

@@ -32,6 +32,7 @@ def parse_shopify(
     rows: Iterable[tuple[int, list[str]]],
     tz: tzinfo,
     currency: str,
+    seen: dict[str, int] | None = None,
 ) -> Iterator[OrderRecord | RowError]:
     """Each order of the export, or the errors of its bad rows (the order is then dropped)."""
     cols = Columns(header)
@@ -43,7 +44,7 @@ def parse_shopify(
     # Rows as wide as a header that has every column need no fitting: the usual case.
     always_fit = not all(key in cols for key in (*ORDER_COLUMNS, *LINE_COLUMNS))
     width = cols.width
-    for name, group, problem in group_orders(rows, cols["name"], "Name"):
+    for name, group, problem in group_orders(rows, cols["name"], "Name", seen):
         first_line = group[0][0]
         if problem:
             yield RowError(first_line, problem)

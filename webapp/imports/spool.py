@@ -20,32 +20,41 @@ _record = OrderRecord._make
 
 
 class OrderSpool:
-    """Add the orders of a file one by one, then read them back in batches of ``size``."""
+    """Add the orders of a file one by one, then read them back in batches of ``size``.
 
-    def __init__(self, size: int):
+    Anonymous unless given a ``path``, where another process can read it back (a spool
+    opened on an existing path reads what is there)."""
+
+    def __init__(self, size: int, path: str | None = None):
         self.size = size
-        # Closed by __exit__: the spool is always used in a with block.
-        self.file = tempfile.TemporaryFile(prefix="patchwork-import-")  # noqa: SIM115
+        # Closed by __exit__ or close().
+        if path is None:
+            self.file = tempfile.TemporaryFile(prefix="patchwork-import-")  # noqa: SIM115
+        else:
+            self.file = open(path, "a+b")  # noqa: SIM115
         self._pending: list[tuple] = []
 
     def __enter__(self) -> OrderSpool:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
         self.file.close()
 
     def add(self, record: OrderRecord) -> None:
         self._pending.append(tuple(record))
         if len(self._pending) >= self.size:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self._pending:
             pickle.dump(self._pending, self.file, pickle.HIGHEST_PROTOCOL)
             self._pending = []
 
     def batches(self) -> Iterator[list[OrderRecord]]:
-        self._flush()
+        self.flush()
         self.file.seek(0)
         while True:
             try:
