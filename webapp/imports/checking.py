@@ -155,6 +155,7 @@ class FileCheck:
         if second is None:
             self._second_spool = None
             return checked
+        self._second.result = None  # its keys (a few dozen MB) are of no more use
         checked.add(second.checked, max_errors)
         if totals is not None and second.totals is not None:
             totals.merge(second.totals)

@@ -4,6 +4,7 @@ email, among the stored customers and those the batch creates."""
 from __future__ import annotations
 
 from datetime import datetime
+from zlib import adler32, crc32
 
 from webapp.imports.records import OrderRecord
 
@@ -100,8 +101,10 @@ class FileTotals:
     rewritten by every later batch that brings one of its orders.
 
     Only a hint: the writer checks every customer's totals against its orders once the
-    file is written. Keys are hashes of the ids and emails, to keep memory small (a few
-    dozen MB at a million lines); a collision only costs that check a rewrite.
+    file is written. Keys are 64-bit hashes of the ids and emails, to keep memory small (a
+    few dozen MB at a million lines); a collision only costs that check a rewrite. They
+    are the same in every process (unlike hash()), so the totals of a file's two halves,
+    counted by two processes, add up.
     """
 
     def __init__(self) -> None:
@@ -110,9 +113,9 @@ class FileTotals:
 
     def add(self, record: OrderRecord) -> None:
         if record.customer_external_id:
-            known, key = self._by_ext, hash(record.customer_external_id)
+            known, key = self._by_ext, _hash(record.customer_external_id)
         elif record.email and (norm := record.email.strip().lower()):
-            known, key = self._by_email, hash(norm)
+            known, key = self._by_email, _hash(norm)
         else:
             return
         count, spent, last = known.get(key, _NO_ORDERS)
@@ -136,8 +139,13 @@ class FileTotals:
 
     def get(self, ext: str | None, norm: str | None) -> tuple[int, int, datetime | None] | None:
         if ext:
-            return self._by_ext.get(hash(ext))
-        return self._by_email.get(hash(norm)) if norm else None
+            return self._by_ext.get(_hash(ext))
+        return self._by_email.get(_hash(norm)) if norm else None
+
+
+def _hash(text: str) -> int:
+    data = text.encode()
+    return crc32(data) << 32 | adler32(data)  # two unrelated checksums, fast
 
 
 _NO_ORDERS: tuple[int, int, datetime | None] = (0, 0, None)

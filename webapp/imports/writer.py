@@ -52,6 +52,7 @@ from webapp.imports.bulk import (
     in_keys,
     relax_commit,
     settle,
+    sqlite_new_ids,
 )
 from webapp.imports.matching import (
     CUSTOMER_FIELDS,
@@ -412,15 +413,18 @@ class OrderWriter:
                     for _, v in new_orders
                 ],
             )
-            ids = dict(
-                session.execute(
-                    select(orders_t.c.external_id, orders_t.c.id).where(
-                        in_keys(orders_t.c.external_id, [r.external_id for r, _ in new_orders])
-                    )
-                ).all()
-            )
-            for r, _ in new_orders:
-                self._line_rows(r, ids[r.external_id], line_rows)
+            ids = sqlite_new_ids(orders_t.name, len(new_orders))
+            if ids is None:
+                by_ext = dict(
+                    session.execute(
+                        select(orders_t.c.external_id, orders_t.c.id).where(
+                            in_keys(orders_t.c.external_id, [r.external_id for r, _ in new_orders])
+                        )
+                    ).all()
+                )
+                ids = [by_ext[r.external_id] for r, _ in new_orders]
+            for (r, _), order_id in zip(new_orders, ids, strict=True):
+                self._line_rows(r, order_id, line_rows)
         if updated_orders:
             session.execute(
                 update(orders_t)
@@ -454,7 +458,8 @@ class OrderWriter:
             out.append((order_id, position, sku, name, quantity, price, *for_line(sku, name)))
 
     def _insert_customers(self, slots: list[CustomerSlot], now: datetime) -> None:
-        """Insert the batch's new customers and learn their ids with one SELECT."""
+        """Insert the batch's new customers and learn their ids (on PostgreSQL with one
+        SELECT)."""
         to_db = bulk_time()
         stamp = to_db(now)
         rows = []
@@ -486,6 +491,11 @@ class OrderWriter:
             ),
             rows,
         )
+        ids = sqlite_new_ids(customers_t.name, len(slots))
+        if ids is not None:
+            for s, cid in zip(slots, ids, strict=True):
+                s.id = cid
+            return
         ext_ids = [s.values["external_id"] for s in slots if s.values.get("external_id")]
         emails = [s.values["email_norm"] for s in slots if s.values.get("email_norm")]
         by_ext: dict[str, int] = {}
