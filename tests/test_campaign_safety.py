@@ -164,11 +164,11 @@ def test_a_paused_or_taken_over_send_marks_nothing_more(app):
     batch = sending._queued(campaign.id, 0, 10)
 
     assert sending.pause(campaign.id)
-    assert sending._mark(campaign.id, "me:1:1", batch) == []  # paused: nothing marked
+    assert sending._mark(campaign.id, "me:1:1", batch, renew=False) == []  # paused: nothing marked
 
     assert sending.resume(campaign.id)
     with pytest.raises(sending.CampaignBusy):
-        sending._mark(campaign.id, "someone-else:2:2", batch)
+        sending._mark(campaign.id, "someone-else:2:2", batch, renew=False)
     assert {s for s, _ in ledger(campaign.id).values()} == {"queued"}
 
 

@@ -64,13 +64,17 @@ def take(campaign_id: int, owner: str) -> bool:
 
 
 def renew(campaign_id: int, owner: str) -> bool:
-    """False when the lease is no longer this sender's."""
+    """False when the lease is no longer this sender's. (Once a batch: on the table, not
+    through the ORM's bulk update, which costs a millisecond more.)"""
+    campaigns = Campaign.__table__
     return bool(
-        db.session.execute(
-            update(Campaign)
-            .where(Campaign.id == campaign_id, Campaign.lease_owner == owner)
+        db.session.connection()
+        .execute(
+            update(campaigns)
+            .where(campaigns.c.id == campaign_id, campaigns.c.lease_owner == owner)
             .values(lease_expires_at=utcnow() + timedelta(seconds=_lease_seconds()))
-        ).rowcount
+        )
+        .rowcount
     )
 
 

