@@ -228,9 +228,9 @@ def _failed(error: ContentError) -> Outcome:
 
 
 class _Loop:
-    """Batch after batch, the next one read and rendered while the one before is in flight:
-    rows are marked ``sending`` only once the batch before is recorded, so at most one
-    batch is ever in flight."""
+    """Batch after batch, the next one read and rendered while the one before is in flight
+    (sent, then recorded): rows are marked ``sending`` only once the batch before is
+    recorded, so at most one batch is ever in flight."""
 
     def __init__(self, campaign: Campaign, owner: str, mailer: Mailer, progress):
         self.campaign_id, self.owner, self.mailer = campaign.id, owner, mailer
@@ -242,7 +242,7 @@ class _Loop:
         self.sent_now = self.failed_batches = 0
         # The outbox writes through this thread's session: it sends in line.
         self.background = ThreadPoolExecutor(1) if mailer.threaded else None
-        self.flight: tuple[list[Recipient], Future] | None = None
+        self.flight: Future | None = None
 
     def run(self, payloads: Payloads, size: int, stop) -> None:
         start = after = _before_first(self.campaign_id)
@@ -275,7 +275,7 @@ class _Loop:
                 requests = self._requests(payloads, claimed)
             after = upcoming[-1].id
             if claimed:
-                self.flight = (claimed, self._submit(requests))
+                self.flight = self._submit(claimed, requests)
 
     def _requests(self, payloads: Payloads, batch: list[Recipient]) -> list:
         """Each request encoded, or the ContentError its recipient's merge fields met."""
@@ -287,43 +287,38 @@ class _Loop:
     def _status(self) -> str:
         return db.session.connection().scalar(_STATUS, {"campaign": self.campaign_id})
 
-    def _submit(self, requests: list) -> Future:
-        """Send the requests that rendered; the others fail with their error."""
-        good = [r for r in requests if not isinstance(r, ContentError)]
-        if self.background is not None:
-            sent = self.background.submit(self.mailer.send_all, good)
-        else:
-            sent = Future()
-            sent.set_result(self.mailer.send_all(good))
-        future: Future = Future()
+    def _submit(self, batch: list[Recipient], requests: list) -> Future:
+        """Send the requests that rendered (the others fail with their error) and record
+        what became of each: on the background thread, in a session of its own, while this
+        one reads and renders the next batch; the outbox in line, through this session."""
+        if self.background is None:
+            future: Future = Future()
+            future.set_result(self._settle(batch, requests))
+            return future
+        app = current_app._get_current_object()
 
-        def merge(done: Future) -> None:
-            if (error := done.exception()) is not None:
-                future.set_exception(error)
-                return
-            answers = iter(done.result())
-            future.set_result(
-                [
-                    Outcome("failed", error=str(r))
-                    if isinstance(r, ContentError)
-                    else next(answers)
-                    for r in requests
-                ]
-            )
+        def send_and_record():
+            with app.app_context():
+                return self._settle(batch, requests)
 
-        sent.add_done_callback(merge)
-        return future
+        return self.background.submit(send_and_record)
+
+    def _settle(self, batch: list[Recipient], requests: list) -> tuple[list[Outcome], int]:
+        answers = iter(self.mailer.send_all(r for r in requests if not isinstance(r, ContentError)))
+        outcomes = [
+            Outcome("failed", error=str(r)) if isinstance(r, ContentError) else next(answers)
+            for r in requests
+        ]
+        return outcomes, _record(batch, outcomes, self.shared_requests)
 
     def _land(self) -> None:
-        """Wait for the batch in flight and record what became of it. SendGrid refusing the
+        """Wait for the batch in flight to be sent and recorded. SendGrid refusing the
         account (401, 403) pauses at once; three batches in a row that all failed, or all
         got no answer, pause too."""
         if self.flight is None:
             return
-        batch, future = self.flight
-        self.flight = None
-        outcomes = future.result()
-        sent = _record(batch, outcomes, self.shared_requests)
+        future, self.flight = self.flight, None
+        outcomes, sent = future.result()
         self.sent_now += sent
         self.done += sent
         errors = "; ".join(sorted({o.error for o in outcomes if o.error}))[:500]
