@@ -27,6 +27,7 @@ from webapp.models import Customer, SurveyResponse
 from webapp.shop import get_shop
 from webapp.surveys import embed, responses
 from webapp.surveys.manage import publish
+from webapp.surveys.quick import QuickAnswers
 from webapp.surveys.responses import record_answer
 
 SHOP_ORIGIN = "https://shop.example"
@@ -160,7 +161,8 @@ def reply(response) -> tuple:
         response.status_code,
         response.json,
         response.headers.get("Access-Control-Allow-Origin"),
-        response.headers.get("Vary"),
+        # Flask-Login makes every response Flask handles vary by Cookie; an answer does not.
+        "Origin" in response.headers.get("Vary", ""),
     )
 
 
@@ -175,7 +177,7 @@ def test_both_ways_store_the_same_rows_and_give_the_same_replies(
 
     quick = [reply(answer(client, quick_token, q, value)) for q, value in MIXED_STEPS]
     assert full_way == []  # every step went the quick way
-    monkeypatch.setattr(embed, "_answer_quickly", lambda token: None)
+    monkeypatch.setattr(QuickAnswers, "answer", lambda self, environ, token: None)
     full = [reply(answer(client, full_token, q, value)) for q, value in MIXED_STEPS]
     assert full_way == [q for q, _ in MIXED_STEPS]
 
@@ -188,7 +190,7 @@ def test_both_ways_store_the_same_rows_and_give_the_same_replies(
         {"next": "occasion", "completed": False},
         {"next": None, "completed": True},
     ]
-    assert quick[0][2] == SHOP_ORIGIN and "Origin" in quick[0][3]
+    assert quick[0][2] == SHOP_ORIGIN and quick[0][3]
     quick_rows, full_rows = stored(quick_token), stored(full_token)
     assert quick_rows == full_rows
     assert quick_rows["response"][:3] == (None, NOW, NOW)
@@ -344,12 +346,41 @@ def test_a_new_allowed_origin_counts_at_once(app, client, key, full_way):
     assert response.headers["Access-Control-Allow-Origin"] == "https://new-shop.example"
 
 
+def test_a_query_string_goes_the_full_way(app, client, key, full_way):
+    token = show(client, key, add_survey())
+    response = client.post(
+        f"/embed/r/{token}/answers?note=%00",
+        json={"question": "craft", "answer": ["knitting"]},
+        headers={"Origin": SHOP_ORIGIN},
+    )
+    assert response.status_code == 400  # the app's check for NUL characters, as before
+    assert stored(token)["answers"] == []
+
+
+def test_a_failure_on_the_quick_way_is_logged_and_the_full_way_answers(
+    app, client, key, full_way, monkeypatch, caplog
+):
+    token = show(client, key, add_survey())
+
+    def broken(self, public_id):
+        raise RuntimeError("the quick way broke")
+
+    monkeypatch.setattr(responses.QuickStep, "waiting", broken)
+    response = answer(client, token, "craft", ["knitting"])
+    assert response.status_code == 200
+    assert response.json == {"next": "skill", "completed": False}
+    assert full_way == ["craft"]
+    assert "the quick way broke" in caplog.text
+    assert len(stored(token)["answers"]) == 1
+
+
 # --- the rate limit --------------------------------------------------------------------------
 
 
 @pytest.fixture
 def limited_app(database_url, tmp_path):
-    """An app whose survey endpoints take 3 requests a minute per address (memory://)."""
+    """An app whose survey endpoints take 3 requests a minute per address (memory://),
+    behind one proxy (the visitor's address from X-Forwarded-For)."""
     app = create_app(
         "test",
         {
@@ -358,6 +389,7 @@ def limited_app(database_url, tmp_path):
             "RATELIMIT_ENABLED": True,
             "SURVEY_RATE_LIMIT": "3 per minute",
             "RATELIMIT_STORAGE_URI": "memory://",
+            "PROXY_COUNT": 1,
         },
     )
     with app.app_context():
@@ -383,6 +415,44 @@ def test_answers_taken_the_quick_way_are_still_rate_limited(limited_app):
     assert [r.status_code for r in replies] == [200, 200, 200]
     assert refused.status_code == 429 and refused.json["error"] == "rate_limited"
     assert 1 <= int(refused.headers["Retry-After"]) <= 61
+
+
+def test_a_request_the_quick_way_leaves_to_the_view_is_counted_once(limited_app):
+    client = limited_app.test_client()
+    visitor = {"X-Forwarded-For": "10.7.6." + str(uuid.uuid4().int % 250)}
+    client.environ_base["REMOTE_ADDR"] = "10.9.9.9"  # the proxy: same for every visitor
+    get_shop().allowed_origins = SHOP_ORIGIN
+    db.session.commit()
+    survey = add_survey("craft")
+    key = get_shop().embed_key
+    tokens = []
+    for _ in range(2):
+        shown = client.post(
+            f"/embed/{key}/responses",
+            json={"survey": survey.id, "visitor": "v-1"},
+            headers={"Origin": SHOP_ORIGIN, **visitor},
+        )
+        tokens.append(shown.json["token"])
+
+    def post(token):
+        return client.post(
+            f"/embed/r/{token}/answers",
+            json={"question": "craft", "answer": ["knitting"]},
+            headers={"Origin": SHOP_ORIGIN, **visitor},
+        )
+
+    # the answer (quick), its retry (the view), another answer: three, not four
+    assert [post(t).status_code for t in (tokens[0], tokens[0], tokens[1])] == [200, 200, 200]
+    assert post(tokens[1]).status_code == 429
+    other_visitor = {"X-Forwarded-For": "10.5.4.3"}
+    assert (
+        client.post(
+            f"/embed/r/{tokens[1]}/answers",
+            json={"question": "craft", "answer": ["knitting"]},
+            headers={"Origin": SHOP_ORIGIN, **other_visitor},
+        ).status_code
+        == 200
+    )  # each visitor has its own count, from the forwarded address
 
 
 def test_counting_in_memory_starts_no_thread_per_request(limited_app, monkeypatch):

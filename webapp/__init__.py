@@ -29,9 +29,6 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
 
-    if app.config["PROXY_COUNT"]:
-        n = app.config["PROXY_COUNT"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     # Ids in URLs beyond what an INTEGER column holds are a 404, not a database error.
     app.url_map.converters["int"] = DatabaseIdConverter
     app.session_interface = CookieSessionInterface()
@@ -78,6 +75,12 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     from webapp.cli import register_commands
 
     register_commands(app)
+    from webapp.surveys.quick import QuickAnswers
+
+    app.wsgi_app = QuickAnswers(app)  # inside ProxyFix (below), which sets the address first
+    if app.config["PROXY_COUNT"]:
+        n = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     app.before_request(reject_nul_characters)
     app.before_request(auth.require_login)
     web.register_template_helpers(app)

@@ -77,28 +77,47 @@ class RateLimiter:
 
             @wraps(view)
             def limited(*args, **kwargs):
-                if current_app.config["RATELIMIT_ENABLED"]:
-                    self._count(scope, limit_value())
+                if (
+                    current_app.config["RATELIMIT_ENABLED"]
+                    and not request.environ.get(_COUNTED)  # counted before Flask: `admits`
+                    and not self._hit(scope, limit_value(), request.remote_addr or "127.0.0.1")
+                ):
+                    abort(429)
                 return view(*args, **kwargs)
 
+            limited.rate_limit = (scope, limit_value)  # type: ignore[attr-defined]
             return limited
 
         return decorate
 
+    def admits(self, view: Callable, address: str) -> bool:
+        """Count a request to the limited `view` from `address` before Flask dispatches it
+        (webapp.surveys.quick): whether the limit lets it in. `mark_counted` then keeps the
+        view from counting it again."""
+        scope, limit_value = view.rate_limit  # type: ignore[attr-defined]
+        return self._hit(scope, limit_value(), address)
+
     @staticmethod
-    def _count(scope: str, limit_value: str) -> None:
+    def mark_counted(environ: dict) -> None:
+        environ[_COUNTED] = True
+
+    @staticmethod
+    def _hit(scope: str, limit_value: str, address: str) -> bool:
         strategy: FixedWindowRateLimiter = current_app.extensions["patchwork_rate_limiter"]
-        address = request.remote_addr or "127.0.0.1"
         for item in _parsed_limits(limit_value):
             if not strategy.hit(item, address, scope):
                 g.rate_limit_reset_at = strategy.get_window_stats(item, address, scope).reset_time
-                abort(429)
+                return False
+        return True
 
     @staticmethod
     def retry_after() -> int:
         """Seconds until the limit this request hit lets its address in again."""
         reset_at = g.get("rate_limit_reset_at")
         return 60 if reset_at is None else max(1, int(reset_at) - int(time.time()))
+
+
+_COUNTED = "patchwork.rate_limit_counted"  # in the WSGI environ
 
 
 @lru_cache(maxsize=16)

@@ -17,7 +17,6 @@ from flask import (
     Blueprint,
     Response,
     current_app,
-    g,
     jsonify,
     request,
     send_from_directory,
@@ -33,11 +32,11 @@ from webapp.models import ShopSettings, Survey
 from webapp.shop import get_shop
 from webapp.surveys.manage import active_surveys
 from webapp.surveys.public import (
+    JSON_MIMETYPES,
     ShopperError,
     identity_from,
     origin_allowed,
-    origin_allowed_by,
-    public_id_for,
+    parse_json,
     rate_limited,
     response_for_token,
     text_field,
@@ -46,7 +45,6 @@ from webapp.surveys.responses import (
     PAGE_URL_MAX,
     VISITOR_ID_MAX,
     AnswerRejected,
-    QuickStep,
     dismiss_response,
     live_definition,
     record_answer,
@@ -142,8 +140,7 @@ def _allow_shop_origin(response: Response) -> Response:
     else:  # the usual case: no header to parse and merge with
         response.headers.add("Vary", "Origin")
     origin = request.headers.get("Origin")
-    # An answer taken the quick way has checked the origin already, without the settings row.
-    if origin and (g.get("origin_checked") == origin or origin_allowed(get_shop(), origin)):
+    if origin and origin_allowed(get_shop(), origin):
         response.headers["Access-Control-Allow-Origin"] = origin
     return response
 
@@ -171,28 +168,15 @@ def _preflight(shop: ShopSettings, methods: str) -> Response:
 # --- request bodies --------------------------------------------------------------------------
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _parse_json(raw: bytes) -> object:
-    """Strict JSON (no NaN or Infinity); ValueError or RecursionError if it is not."""
-    return json.loads(raw, parse_constant=_reject_constant)
-
-
-# text/plain too: navigator.sendBeacon and no-preflight fetches send JSON that way.
-_JSON_MIMETYPES = frozenset({"", "application/json", "text/plain"})
-
-
 def _json_object(*, allow_empty: bool = False) -> dict:
     """The body as a JSON object, or ShopperError saying what is wrong with it."""
-    if request.mimetype not in _JSON_MIMETYPES:
+    if request.mimetype not in JSON_MIMETYPES:
         raise ShopperError(415, "unsupported_media_type", "Send a JSON object.")
     raw = request.get_data(cache=False)  # 413 past SURVEY_MAX_BODY_BYTES
     if allow_empty and not raw.strip():
         return {}
     try:
-        data = _parse_json(raw)
+        data = parse_json(raw)
     except (ValueError, RecursionError):  # bad UTF-8 is a ValueError too
         raise ShopperError(400, "invalid_json", "The body is not valid JSON.") from None
     if not isinstance(data, dict):
@@ -329,9 +313,9 @@ def responses(shop_key: str) -> tuple[Response, int] | Response:
 @public
 @rate_limited
 def answers(token: str) -> Response:
-    """One answer; the same answer twice is stored once, a changed one replaces it."""
-    if request.method == "POST" and (quick := _answer_quickly(token)) is not None:
-        return quick
+    """One answer; the same answer twice is stored once, a changed one replaces it.
+
+    The usual answer never gets here: webapp.surveys.quick takes it before Flask does."""
     shop = get_shop()
     if request.method == "OPTIONS":
         return _preflight(shop, "POST")
@@ -355,38 +339,6 @@ def answers(token: str) -> Response:
     )
     db.session.commit()
     return reply
-
-
-def _answer_quickly(token: str) -> Response | None:
-    """The usual answer (the one the response waits for) in a few statements, or None.
-
-    Takes only a request that the full path above would accept, with the same outcome; any
-    doubt (a bad token, body, origin or answer, a retry, an answer that is not the awaited
-    one) is None having written nothing, and the full path then answers it, errors included.
-    The body is read here only when it is within the cap, and kept for the full path.
-    """
-    public_id = public_id_for(token)
-    if public_id is None or request.mimetype not in _JSON_MIMETYPES:
-        return None
-    length = request.content_length
-    if length is None or length > (request.max_content_length or 0):
-        return None
-    try:
-        data = _parse_json(request.get_data())
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict) or data.keys() != {"question", "answer"}:
-        return None
-    origin = request.headers.get("Origin")
-    with QuickStep(db.engine) as quick:
-        waiting = quick.waiting(public_id)
-        if waiting is None or not origin_allowed_by(waiting.allowed_origins, origin):
-            return None
-        step = quick.record(waiting, data["question"], data["answer"])
-    if step is None:
-        return None
-    g.origin_checked = origin
-    return jsonify({"next": step.next_question, "completed": step.completed})
 
 
 @bp.route("/embed/r/<token>/dismiss", methods=["POST", "OPTIONS"])

@@ -8,6 +8,7 @@ for the embed, a page for the survey).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -27,6 +28,8 @@ from webapp.surveys.tokens import read_response_token
 # itsdangerous tokens of a 32-character id are about 80 characters; longer is not ours.
 TOKEN_MAX = 200
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")  # hex HMAC-SHA256
+# text/plain too: navigator.sendBeacon and no-preflight fetches send JSON that way.
+JSON_MIMETYPES = frozenset({"", "application/json", "text/plain"})
 
 
 class ShopperError(Exception):
@@ -57,11 +60,12 @@ def _origin_or_none(value: str | None) -> str | None:
         return None
 
 
-def patchwork_origins() -> set[str]:
-    """Patchwork's own origins: the configured public address and the one this request used."""
+def patchwork_origins(host_url: str | None = None) -> set[str]:
+    """Patchwork's own origins: the configured public address and the one this request used
+    (`host_url`, by default the current request's)."""
     own = {
         _origin_or_none(current_app.config["PUBLIC_BASE_URL"]),
-        _origin_or_none(request.host_url),
+        _origin_or_none(host_url or request.host_url),
     }
     return {origin for origin in own if origin}
 
@@ -90,14 +94,28 @@ def origin_allowed(shop: ShopSettings, origin: str | None) -> bool:
     return origin_allowed_by(shop.allowed_origins, origin)
 
 
-def origin_allowed_by(allowed_origins: str | None, origin: str | None) -> bool:
-    """`origin_allowed`, given the shop's allowed-origins setting itself."""
+def origin_allowed_by(
+    allowed_origins: str | None, origin: str | None, host_url: str | None = None
+) -> bool:
+    """`origin_allowed`, given the shop's allowed-origins setting itself (and the request's
+    host URL, by default the current request's)."""
     if origin is None:
         return True
     normalised = _origin_or_none(origin)
     if normalised is None:
         return False
-    return normalised in patchwork_origins() or normalised in _listed_origins(allowed_origins or "")
+    return normalised in _listed_origins(allowed_origins or "") or normalised in (
+        patchwork_origins(host_url)
+    )
+
+
+def parse_json(raw: bytes) -> object:
+    """Strict JSON (no NaN or Infinity); ValueError or RecursionError if it is not."""
+    return json.loads(raw, parse_constant=_reject_constant)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
 
 
 def public_id_for(token: str) -> str | None:
