@@ -90,16 +90,15 @@ class RateLimiter:
 
         return decorate
 
-    def admits(self, view: Callable, address: str) -> bool:
+    def admits(self, view: Callable, environ: dict, address: str) -> bool:
         """Count a request to the limited `view` from `address` before Flask dispatches it
-        (webapp.surveys.quick): whether the limit lets it in. `mark_counted` then keeps the
-        view from counting it again."""
+        (webapp.surveys.quick): whether the limit lets it in. A request let in is marked in
+        its WSGI `environ`, so the view does not count it again."""
         scope, limit_value = view.rate_limit  # type: ignore[attr-defined]
-        return self._hit(scope, limit_value(), address)
-
-    @staticmethod
-    def mark_counted(environ: dict) -> None:
-        environ[_COUNTED] = True
+        admitted = self._hit(scope, limit_value(), address)
+        if admitted:
+            environ[_COUNTED] = True
+        return admitted
 
     @staticmethod
     def _hit(scope: str, limit_value: str, address: str) -> bool:

@@ -73,10 +73,10 @@ class QuickAnswers:
 
     def _answer(self, request: Request, token: str):
         config = self.app.config
-        if config["RATELIMIT_ENABLED"]:
-            if not limiter.admits(self.view, request.remote_addr or "127.0.0.1"):
-                return None  # the view counts it again, finds it over the limit: a 429
-            limiter.mark_counted(request.environ)
+        if config["RATELIMIT_ENABLED"] and not limiter.admits(
+            self.view, request.environ, request.remote_addr or "127.0.0.1"
+        ):
+            return None  # the view counts it again, finds it over the limit: a 429
         length = request.content_length
         if (
             request.mimetype not in JSON_MIMETYPES
